@@ -1,0 +1,69 @@
+"""`vs-sonar`: the factory's command line. Each subcommand lives in its own module that exposes
+HELP, add_arguments(parser) and main(args) -> exit code, and imports its heavy libraries inside main."""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from .envs import STAGE_ENVS, runs_here, stage_python
+from .errors import UserError
+
+# name -> module; a name that is also a key of STAGE_ENVS runs in that stage's environment
+COMMANDS = {
+    "generate": "vs_sonar_dataset.generate.cli",
+    "embed": "vs_sonar_dataset.embed.cli",
+    "synth-pool": "vs_sonar_dataset.synth",
+    "build": "vs_sonar_dataset.release",
+    "verify": "vs_sonar_dataset.verify",
+    "model-check": "vs_sonar_dataset.embed.model_checks_cli",
+    "run": "vs_sonar_dataset.run",
+}
+COMMAND_STAGE = {"generate": "generate", "embed": "embed", "model-check": "embed"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vs-sonar",
+        description="Build the vs-sonar dataset: GSM8K-seeded Verbalized Sampling instructions (vLLM), "
+        "their SONAR embeddings, nested 1k/5k/10k configs, verification and a Hub-ready release.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if not e.name or not e.name.startswith("vs_sonar_dataset"):
+                raise
+            continue  # command not part of this checkout
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        stage = COMMAND_STAGE.get(args.command)
+        if stage and not runs_here(stage):
+            python = stage_python(stage)
+            logging.getLogger("vs_sonar").debug("running %s in %s", args.command, python)
+            os.execv(python, [python, "-m", "vs_sonar_dataset.cli", *argv])
+        return int(args._module.main(args) or 0)
+    except UserError as e:
+        print(f"vs-sonar {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vs-sonar {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

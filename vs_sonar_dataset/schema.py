@@ -1,0 +1,40 @@
+"""The file schemas that are the contract between stages.
+
+candidates (written by generate, read by embed) and pool (written by embed or synth-pool, read by build).
+A pool row is a candidate row plus its embedding and the encoder that made it.
+"""
+
+import pyarrow as pa
+
+EMBEDDING_DIM = 1024
+
+CANDIDATE_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),  # textnorm.text_id(instruction)
+    pa.field("instruction", pa.string(), nullable=False),
+    pa.field("probability", pa.float64(), nullable=False),  # verbalized by the generator, never invented
+    pa.field("seed_problem_ids", pa.list_(pa.string()), nullable=False),  # e.g. "train-00042"
+    pa.field("generator_model", pa.string(), nullable=False),
+    pa.field("generator_revision", pa.string(), nullable=False),
+    pa.field("sampling_params", pa.string(), nullable=False),  # JSON object, sorted keys
+    pa.field("template_hash", pa.string(), nullable=False),
+    pa.field("request_seed", pa.int64(), nullable=False),
+]
+
+CANDIDATE_SCHEMA = pa.schema(CANDIDATE_FIELDS)
+
+
+def embedding_type(dim: int = EMBEDDING_DIM) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def pool_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
+    return pa.schema(
+        CANDIDATE_FIELDS
+        + [
+            pa.field("embedding", embedding_type(dim), nullable=False),
+            pa.field("encoder", pa.string(), nullable=False),
+        ]
+    )
+
+
+POOL_SCHEMA = pool_schema()

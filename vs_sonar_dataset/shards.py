@@ -1,0 +1,191 @@
+"""Sharded stage directories: Parquet shards plus a manifest.json that lists every shard's rows and sha256.
+
+Writes are atomic (temporary file, fsync, rename) and the manifest is rewritten after each shard, so a crash
+leaves the directory as it was after the last complete shard. Readers check schema, row counts and checksums
+and name the offending file when one does not match.
+
+manifest.json:
+    {"format_version": 1, "kind": "candidates" | "pool", "complete": bool, "synthetic": bool,
+     "embedding_dim": int | null, "config": {...run config...}, "stats": {...stage counts...},
+     "shards": [{"file": "shard-00000.parquet", "rows": int, "sha256": hex}, ...]}
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ShardError
+from .schema import CANDIDATE_SCHEMA, pool_schema
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+KINDS = ("candidates", "pool")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_parquet_atomic(table: pa.Table, path: str | os.PathLike, **parquet_options) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, **parquet_options)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def schema_for(kind: str, embedding_dim: int | None) -> pa.Schema:
+    return CANDIDATE_SCHEMA if kind == "candidates" else pool_schema(embedding_dim)
+
+
+@dataclass
+class Manifest:
+    kind: str
+    config: dict = field(default_factory=dict)
+    synthetic: bool = False
+    embedding_dim: int | None = None
+    complete: bool = False
+    stats: dict = field(default_factory=dict)
+    shards: list = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(s["rows"] for s in self.shards)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return schema_for(self.kind, self.embedding_dim)
+
+    def to_json(self) -> dict:
+        return {"format_version": FORMAT_VERSION, **self.__dict__}
+
+
+def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> Manifest:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ShardError(f"{path}: no manifest; is {directory} a stage output directory?")
+    try:
+        raw = json.loads(path.read_text())
+        version = raw.pop("format_version")
+        manifest = Manifest(**raw)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ShardError(f"{path}: not a valid manifest ({e})") from None
+    if version != FORMAT_VERSION:
+        raise ShardError(f"{path}: format_version {version}, this code reads {FORMAT_VERSION}")
+    if manifest.kind not in KINDS or (kind and manifest.kind != kind):
+        raise ShardError(f"{path}: holds {manifest.kind!r} shards, expected {kind!r}")
+    if manifest.kind == "pool" and not isinstance(manifest.embedding_dim, int):
+        raise ShardError(f"{path}: a pool manifest needs an integer embedding_dim")
+    return manifest
+
+
+def check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
+    if not actual.remove_metadata().equals(expected.remove_metadata()):
+        raise ShardError(f"{where}: schema does not match the {len(expected)}-field contract\n"
+                         f"  expected: {expected.remove_metadata()}\n  found:    {actual.remove_metadata()}")
+
+
+def iter_shards(directory: str | os.PathLike, kind: str | None = None,
+                verify_checksums: bool = True) -> Iterator[pa.Table]:
+    """Yield each shard as a table after checking it against the manifest."""
+    directory = Path(directory)
+    manifest = read_manifest(directory, kind)
+    for entry in manifest.shards:
+        path = directory / entry["file"]
+        if not path.is_file():
+            raise ShardError(f"{path}: listed in the manifest but missing")
+        if verify_checksums and sha256_file(path) != entry["sha256"]:
+            raise ShardError(f"{path}: sha256 differs from the manifest (truncated or altered)")
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{path}: unreadable Parquet ({e})") from None
+        check_schema(table.schema, manifest.schema, str(path))
+        if table.num_rows != entry["rows"]:
+            raise ShardError(f"{path}: {table.num_rows} rows, the manifest says {entry['rows']}")
+        yield table
+
+
+def read_table(directory: str | os.PathLike, kind: str | None = None) -> pa.Table:
+    manifest = read_manifest(directory, kind)
+    tables = list(iter_shards(directory, kind))
+    return pa.concat_tables(tables) if tables else manifest.schema.empty_table()
+
+
+class ShardWriter:
+    """Appends shards to a stage directory; resumes from the manifest when the directory holds one."""
+
+    def __init__(self, directory: str | os.PathLike, kind: str, config: dict, *,
+                 embedding_dim: int | None = None, synthetic: bool = False, prefix: str = "shard"):
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if (self.directory / MANIFEST).exists():
+            self.manifest = read_manifest(self.directory, kind)
+            if self.manifest.config != config:
+                raise ShardError(f"{self.directory}: holds a run with another configuration; "
+                                 "use a new output directory or the same configuration")
+        else:
+            self.manifest = Manifest(kind=kind, config=config, synthetic=synthetic, embedding_dim=embedding_dim)
+            self._save()
+
+    def _save(self) -> None:
+        write_json_atomic(self.directory / MANIFEST, self.manifest.to_json())
+
+    @property
+    def resumed_shards(self) -> int:
+        return len(self.manifest.shards)
+
+    def write(self, table: pa.Table, stats: dict | None = None) -> dict:
+        """Write one shard and commit it to the manifest (with the stage's running counts, if given)."""
+        check_schema(table.schema, self.manifest.schema, f"shard for {self.directory}")
+        name = f"{self.prefix}-{len(self.manifest.shards):05d}.parquet"
+        write_parquet_atomic(table, self.directory / name)
+        entry = {"file": name, "rows": table.num_rows, "sha256": sha256_file(self.directory / name)}
+        self.manifest.shards.append(entry)
+        if stats is not None:
+            self.manifest.stats = stats
+        self._save()
+        return entry
+
+    def finish(self, stats: dict | None = None) -> Manifest:
+        if stats is not None:
+            self.manifest.stats = stats
+        self.manifest.complete = True
+        self._save()
+        return self.manifest
