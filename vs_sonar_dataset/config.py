@@ -1,0 +1,28 @@
+"""Run configuration: one TOML file with a table per stage ([generate], [embed], [build], [verify], [publish])."""
+
+import tomllib
+from pathlib import Path
+
+from .errors import UserError
+
+
+def load_config(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: configuration file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: invalid TOML ({e})") from None
+
+
+def load_table(path, table: str, allowed=None) -> dict:
+    """One stage's table; keys outside `allowed` are an error naming them."""
+    values = load_config(path).get(table, {})
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: [{table}] must be a table")
+    unknown = sorted(set(values) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise UserError(f"{path}: unknown key(s) in [{table}]: {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(allowed))})")
+    return values

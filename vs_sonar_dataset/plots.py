@@ -1,0 +1,72 @@
+"""Figures for the dataset card, drawn from the largest config (PNG, headless)."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+PROJECTION_SAMPLE = 5000
+
+
+def write_plots(release: Path, stats: dict, acc, probabilities: np.ndarray, largest: str) -> dict:
+    """Write plots/*.png; returns {name: relative path}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = release / "plots"
+    out.mkdir(exist_ok=True)
+    written = {}
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=110)
+        plt.close(fig)
+        written[name] = f"plots/{name}.png"
+
+    norms = np.concatenate(acc.norms)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(norms, bins=60, color="#3b6ea5")
+    ax.set(title=f"Embedding L2 norm, {largest} train (n={len(norms):,})", xlabel="L2 norm", ylabel="rows")
+    save(fig, "norm_histogram")
+
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
+    a1.plot(mean, lw=0.6, color="#3b6ea5")
+    a1.set(ylabel="mean", title=f"Per-dimension statistics, {largest} train")
+    a2.plot(std, lw=0.6, color="#a53b3b")
+    a2.set(ylabel="std", xlabel="dimension")
+    save(fig, "dimension_mean_std")
+
+    x = _sample_train_vectors(release, largest, PROJECTION_SAMPLE)
+    centered = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(centered, full_matrices=False)
+    xy = centered @ vt[:2].T
+    explained = (s[:2] ** 2) / (s**2).sum()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.4, color="#3b6ea5")
+    ax.set(title=f"PCA of {len(x):,} train embeddings", xlabel=f"PC1 ({explained[0]:.1%})",
+           ylabel=f"PC2 ({explained[1]:.1%})")
+    save(fig, "pca_projection")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(probabilities, bins=40, range=(0, 1), color="#5a9e4b")
+    ax.set(title="Verbalized probability of each instruction (train)", xlabel="probability", ylabel="rows")
+    save(fig, "probability_histogram")
+    return written
+
+
+def _sample_train_vectors(release: Path, config: str, limit: int) -> np.ndarray:
+    """The first rows of the train split: already a seeded random sample, since splits are shuffled."""
+    from .release import embedding_matrix
+
+    first = sorted((release / "data" / config).glob("train-*.parquet"))[0]
+    pf = pq.ParquetFile(first)
+    parts, rows = [], 0
+    for batch in pf.iter_batches(batch_size=min(limit, 4096), columns=["embedding"]):
+        parts.append(embedding_matrix(batch))
+        rows += batch.num_rows
+        if rows >= limit:
+            break
+    return np.concatenate(parts)[:limit].astype(np.float64)

@@ -1,0 +1,233 @@
+"""`vs-sonar build`: pool shards -> release folder (Parquet per config/split, stats, plots, card).
+
+Release layout (the Hub repo is this folder as it is):
+    data/{config}/{split}-NNNNN-of-NNNNN.parquet   rows with the pool schema, in split order
+    data/stats/stats-00000-of-00001.parquet        the `stats` config: one row per data config
+    stats/{config}.json                            the same stats as JSON
+    plots/*.png                                    figures shown in the card
+    release.json                                   how it was built (pool, seed, sizes, code version)
+    README.md                                      the dataset card (rendered again by verify with its results)
+
+One pass writes every config: rows arrive in split order and each config keeps its prefix of each split.
+The folder is built beside OUT and renamed into place at the end, so a crash never leaves half a release.
+"""
+
+import json
+import logging
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import __version__
+from .errors import UserError
+from .shards import PARQUET_OPTIONS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
+from .splits import SPLITS, iter_rows_in_order, make_plan, split_sizes
+from .stats import StatsAccumulator, stats_table
+
+HELP = "build a release folder (configs, splits, stats, plots, card) from a pool"
+log = logging.getLogger("vs_sonar.build")
+
+DEFAULT_CONFIGS = {"1k": 1000, "5k": 5000, "10k": 10000}
+ROWS_PER_FILE = 100_000  # ~410 MB of 1024-d vectors per file
+ROW_GROUP_ROWS = 10_000  # ~40 MB row groups: what datasets reads as one batch
+RELEASE_MANIFEST = "release.json"
+
+
+def data_files(config: str, split: str, rows: int, rows_per_file: int = ROWS_PER_FILE) -> list[str]:
+    n = max(1, -(-rows // rows_per_file))
+    return [f"data/{config}/{split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+
+
+class SplitWriter:
+    """Writes one config's split to its numbered files, rolling over every rows_per_file rows."""
+
+    def __init__(self, root: Path, config: str, split: str, rows: int, schema: pa.Schema, rows_per_file: int):
+        self.root, self.schema, self.rows_per_file = root, schema, rows_per_file
+        self.files = data_files(config, split, rows, rows_per_file)
+        self.remaining = rows
+        self.written = 0
+        self.writer = None
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self.writer is None:
+                path = self.root / self.files[self.written // self.rows_per_file]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.writer = pq.ParquetWriter(path, self.schema, **PARQUET_OPTIONS)
+            room = self.rows_per_file - self.written % self.rows_per_file
+            part, table = table.slice(0, room), table.slice(room)
+            self.writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+            self.written += part.num_rows
+            if self.written % self.rows_per_file == 0:
+                self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
+                  rows_per_file: int = ROWS_PER_FILE, plots: bool = True, progress: bool = True) -> dict:
+    """Build OUT from POOL; returns the release manifest."""
+    from .card import render_card  # matplotlib and jinja only when building
+
+    started = time.time()
+    pool_dir, out_dir = Path(pool_dir), Path(out_dir)
+    pool = read_manifest(pool_dir, "pool")
+    if not pool.complete:
+        raise UserError(f"{pool_dir}: the pool is unfinished (the embed stage has not completed); resume it first")
+    if out_dir.exists() and not (out_dir / RELEASE_MANIFEST).exists() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir}: exists and is not a release folder; choose an empty or new path")
+    plan = make_plan(pool.rows, configs or DEFAULT_CONFIGS, seed)
+    schema = pool.schema
+    work = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    writers = {(c, s): SplitWriter(work, c, s, split_sizes(size)[s], schema, rows_per_file)
+               for c, size in plan.configs.items() for s in SPLITS}
+    pool_sizes = plan.pool_sizes()
+    train_cuts = {split_sizes(size)["train"]: c for c, size in plan.configs.items()}
+    acc = StatsAccumulator(pool.embedding_dim)
+    all_stats, probabilities = {}, []
+    position = {s: 0 for s in SPLITS}  # rows of each split's pool written so far
+    current = 0  # index into SPLITS
+    with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar:
+        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent):
+            while table.num_rows:
+                split = SPLITS[current]
+                take = min(table.num_rows, pool_sizes[split] - position[split])
+                piece, table = table.slice(0, take), table.slice(take)
+                _write_piece(piece, split, position[split], writers, plan)
+                if split == "train":
+                    _add_train_rows(piece, position["train"], acc, train_cuts, all_stats)
+                    probabilities.append(piece.column("probability").to_numpy())
+                position[split] += take
+                bar.update(take)
+                if position[split] == pool_sizes[split]:
+                    current += 1
+    for w in writers.values():
+        w.close()
+
+    stats_list = [all_stats[c] for c in plan.configs]
+    (work / "stats").mkdir()
+    for s in stats_list:
+        write_json_atomic(work / "stats" / f"{s['config']}.json", s)
+    (work / "data" / "stats").mkdir(parents=True)
+    write_parquet_atomic(stats_table(stats_list), work / "data" / "stats" / "stats-00000-of-00001.parquet")
+
+    manifest = {
+        "format_version": 1,
+        "code_version": code_version(),
+        "seed": seed,
+        "configs": plan.configs,
+        "splits": {c: split_sizes(size) for c, size in plan.configs.items()},
+        "data_files": {c: {s: w.files for (c2, s), w in writers.items() if c2 == c} for c in plan.configs},
+        "embedding_dim": pool.embedding_dim,
+        "pool": {"rows": pool.rows, "synthetic": pool.synthetic, "config": pool.config, "stats": pool.stats,
+                 "manifest_sha256": sha256_file(pool_dir / "manifest.json")},
+        "provenance": _provenance(work, plan.largest),
+        "build_seconds": None,
+    }
+    if plots:
+        from .plots import write_plots
+
+        manifest["plots"] = write_plots(work, stats_list[-1], acc, np.concatenate(probabilities), plan.largest)
+    manifest["build_seconds"] = round(time.time() - started, 2)
+    write_json_atomic(work / RELEASE_MANIFEST, manifest)
+    render_card(work, manifest, verification=None)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    work.rename(out_dir)
+    log.info("release at %s: configs %s in %.1f s", out_dir, ", ".join(plan.configs), time.time() - started)
+    return manifest
+
+
+def _write_piece(piece: pa.Table, split: str, start: int, writers: dict, plan) -> None:
+    """Give each config the part of this piece that falls inside its prefix of the split."""
+    for config, size in plan.configs.items():
+        room = split_sizes(size)[split] - start
+        if room > 0:
+            writers[(config, split)].write(piece.slice(0, room))
+
+
+def _add_train_rows(piece: pa.Table, start: int, acc: StatsAccumulator, cuts: dict, out: dict) -> None:
+    """Feed train rows to the accumulator, taking a snapshot exactly where each config's train split ends."""
+    offset = 0
+    for cut in sorted(c for c in cuts if start < c <= start + piece.num_rows):
+        _accumulate(acc, piece.slice(offset, cut - start - offset))
+        offset = cut - start
+        out[cuts[cut]] = acc.snapshot(cuts[cut])
+    _accumulate(acc, piece.slice(offset))
+
+
+def _accumulate(acc: StatsAccumulator, rows: pa.Table) -> None:
+    if rows.num_rows:
+        acc.add(embedding_matrix(rows), rows.column("id").to_pylist())
+
+
+def embedding_matrix(table: pa.Table) -> np.ndarray:
+    """[rows, dim] float32 view of the embedding column (no Python floats)."""
+    column = table.column("embedding")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    offset = column.offset * dim
+    return column.values.to_numpy(zero_copy_only=False)[offset : offset + len(column) * dim].reshape(-1, dim)
+
+
+def _provenance(work: Path, largest: str) -> dict:
+    """Models, template and seeds as recorded in the rows (one pass over the largest config's columns)."""
+    cols = ["generator_model", "generator_revision", "sampling_params", "template_hash", "encoder"]
+    tables = [pq.read_table(p, columns=cols) for p in sorted((work / "data" / largest).glob("*.parquet"))]
+    table = pa.concat_tables(tables)
+    return {c: sorted(set(table.column(c).unique().to_pylist())) for c in cols}
+
+
+def add_arguments(parser):
+    parser.add_argument("pool", help="pool directory (written by embed or synth-pool)")
+    parser.add_argument("--out", required=True, help="release folder to write (replaced if it is a release)")
+    parser.add_argument("--config", help="TOML file whose [build] table sets seed, configs and rows_per_file")
+    parser.add_argument("--seed", type=int, help="shuffle seed (default 0)")
+    parser.add_argument("--sizes", help="configs as NAME=SIZE,... e.g. 1k=1000,5k=5000,10k=10000")
+
+
+def build_settings(args) -> dict:
+    """Settings from --config's [build] table, overridden by flags."""
+    from .config import load_table
+
+    settings = {"seed": 0, "configs": dict(DEFAULT_CONFIGS), "rows_per_file": ROWS_PER_FILE}
+    if getattr(args, "config", None):
+        settings.update(load_table(args.config, "build", allowed=settings.keys()))
+    if getattr(args, "seed", None) is not None:
+        settings["seed"] = args.seed
+    if getattr(args, "sizes", None):
+        try:
+            settings["configs"] = dict(item.split("=", 1) for item in args.sizes.split(","))
+        except ValueError:
+            raise UserError(f"--sizes {args.sizes!r}: expected NAME=SIZE,... such as 1k=1000,5k=5000") from None
+    return settings
+
+
+def main(args) -> int:
+    s = build_settings(args)
+    manifest = build_release(args.pool, args.out, s["configs"], s["seed"], s["rows_per_file"])
+    sizes = ", ".join(f"{c}: {sum(v.values())}" for c, v in manifest["splits"].items())
+    print(f"release written to {args.out} ({sizes}); run `vs-sonar verify {args.out}` next")
+    return 0

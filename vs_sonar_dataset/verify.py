@@ -1,0 +1,264 @@
+"""`vs-sonar verify`: prove that a release folder is what the card says, by loading it as users will.
+
+Every config is loaded with datasets.load_dataset(RELEASE, config) and checked: split sizes, features exactly
+fixed_size_list<float32>[dim], no NaN/inf, ids unique and in one split only, nesting (each smaller config is a
+prefix of each larger one, split by split), every row bitwise equal to the pool row with its id, stats recomputed
+equal. Then the card's YAML is parsed by huggingface_hub and datasets. Model checks (SONAR alignment and round
+trip) come from model_checks.json, written by `vs-sonar model-check` in the embed environment.
+
+The report (verify_report.json) lists every check and the sha256 of every file of the release; publish pushes
+only a release whose files still match it.
+"""
+
+import hashlib
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import UserError
+from .release import RELEASE_MANIFEST, code_version, embedding_matrix
+from .shards import iter_shards, read_manifest, sha256_file, write_json_atomic
+from .splits import SPLITS
+from .stats import StatsAccumulator
+
+HELP = "verify a release folder: load every config with datasets, compare with the pool, check stats and card"
+log = logging.getLogger("vs_sonar.verify")
+
+REPORT = "verify_report.json"
+MODEL_CHECKS = "model_checks.json"
+BATCH_ROWS = 8192
+
+
+class Report:
+    def __init__(self):
+        self.checks: list[dict] = []
+
+    def add(self, name: str, passed: bool, detail: str = "") -> bool:
+        self.checks.append({"name": name, "passed": bool(passed), "detail": detail})
+        (log.debug if passed else log.warning)("%s %s %s", "PASS" if passed else "FAIL", name, detail)
+        return passed
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c["passed"] for c in self.checks)
+
+
+def row_digests(table: pa.Table | pa.RecordBatch) -> list[bytes]:
+    """A 16-byte digest per row over every column's value; equal digests mean bitwise-equal rows."""
+    vectors = embedding_matrix(table)
+    others = [c for c in table.schema.names if c != "embedding"]
+    scalars = zip(*(table.column(c).to_pylist() for c in others))
+    return [hashlib.blake2b(json.dumps(s, ensure_ascii=False).encode() + v.tobytes(), digest_size=16).digest()
+            for s, v in zip(scalars, vectors)]
+
+
+def pool_digests(pool_dir) -> dict[str, bytes]:
+    digests = {}
+    for shard in iter_shards(pool_dir, "pool"):
+        for batch in shard.to_batches(BATCH_ROWS):
+            digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
+    return digests
+
+
+def iter_cached_batches(dataset):
+    """The rows load_dataset produced, read from its Arrow cache files with plain reads (no memory map)."""
+    for cache in dataset.cache_files:
+        with pa.ipc.open_stream(pa.OSFile(cache["filename"])) as reader:
+            for batch in reader:
+                yield batch
+
+
+def verify_release(release, pool=None, model_checks: str = "existing", progress: bool = True) -> dict:
+    """Run every check; write verify_report.json and the card with the results; return the report."""
+    import datasets
+    from tqdm import tqdm
+
+    from .card import render_card
+
+    started = time.time()
+    release = Path(release)
+    manifest_path = release / RELEASE_MANIFEST
+    if not manifest_path.is_file():
+        raise UserError(f"{release}: not a release folder (no {RELEASE_MANIFEST}); build one with `vs-sonar build`")
+    manifest = json.loads(manifest_path.read_text())
+    report = Report()
+    dim = manifest["embedding_dim"]
+
+    digests = None
+    if pool is not None:
+        pool_manifest_sha = sha256_file(Path(pool) / "manifest.json")
+        if report.add("pool_is_source", pool_manifest_sha == manifest["pool"]["manifest_sha256"],
+                      f"pool manifest sha256 {pool_manifest_sha[:16]}…"):
+            log.info("hashing pool rows")
+            digests = pool_digests(pool)
+    else:
+        report.add("rows_match_pool", False, "no --pool given: rows not compared with the pool")
+
+    datasets.disable_progress_bars() if not progress else None
+    ids: dict[tuple[str, str], pa.ChunkedArray] = {}
+    with tempfile.TemporaryDirectory(prefix="vs-sonar-verify-") as cache_dir:
+        for config, expected_splits in manifest["splits"].items():
+            try:
+                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir)
+            except Exception as e:  # any failure to load is the finding itself
+                report.add(f"{config}: load_dataset", False, f"{type(e).__name__}: {e}")
+                continue
+            report.add(f"{config}: load_dataset", True, f"splits {', '.join(ds)}")
+            sizes = {s: ds[s].num_rows for s in ds}
+            report.add(f"{config}: split sizes", sizes == expected_splits, json.dumps(sizes))
+            feature = ds["train"].features.get("embedding")
+            arrow_type = ds["train"].data.schema.field("embedding").type
+            report.add(f"{config}: embedding feature", arrow_type == pa.list_(pa.float32(), dim)
+                       and isinstance(feature, datasets.List) and feature.length == dim, str(arrow_type))
+            acc = StatsAccumulator(dim)
+            bad_rows, nonfinite = 0, 0
+            for split in SPLITS:
+                if split not in ds:
+                    continue
+                split_ids = []
+                for batch in tqdm(iter_cached_batches(ds[split]), desc=f"verify {config}/{split}", unit="batch",
+                                  disable=not progress, leave=False):
+                    vectors = embedding_matrix(batch)
+                    nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
+                    split_ids.append(batch.column("id"))
+                    if split == "train":
+                        acc.add(vectors, batch.column("id").to_pylist())
+                    if digests is not None:
+                        got = row_digests(batch)
+                        bad_rows += sum(digests.get(i) != d for i, d in zip(batch.column("id").to_pylist(), got))
+                ids[(config, split)] = pa.chunked_array(split_ids, pa.string())
+            report.add(f"{config}: finite vectors", nonfinite == 0, f"{nonfinite} rows with NaN or inf")
+            if digests is not None:
+                report.add(f"{config}: rows match pool", bad_rows == 0,
+                           f"{bad_rows} rows differ from the pool row with their id")
+            all_ids = pa.chunked_array([ids[(config, s)] for s in SPLITS if (config, s) in ids], pa.string())
+            unique = pc.count_distinct(all_ids).as_py()
+            report.add(f"{config}: ids unique across splits", unique == len(all_ids),
+                       f"{len(all_ids) - unique} repeated ids")
+            stored = json.loads((release / "stats" / f"{config}.json").read_text())
+            recomputed = acc.snapshot(config) if acc.count or acc.pending_rows else None
+            report.add(f"{config}: stats recomputed equal", recomputed == stored,
+                       f"train rows {stored['count']}, ids sha256 {stored['ids_sha256'][:16]}…")
+            del ds
+        _check_nesting(manifest, ids, report)
+        _check_stats_config(release, manifest, cache_dir, report)
+
+    model_report = _model_checks(release, model_checks, report)
+    verification = {"passed": None, "code_version": code_version(), "checks": report.checks,
+                    "model_checks": model_report}
+    verification["passed"] = report.passed
+    render_card(release, manifest, verification)
+    _check_card(release, manifest, report)
+    verification["passed"] = report.passed
+    render_card(release, manifest, verification)
+    verification["files"] = {str(p.relative_to(release)): sha256_file(p) for p in sorted(release.rglob("*"))
+                             if p.is_file() and p.name != REPORT}
+    verification["seconds"] = round(time.time() - started, 2)
+    write_json_atomic(release / REPORT, verification)
+    return verification
+
+
+def _check_nesting(manifest: dict, ids: dict, report: Report) -> None:
+    configs = sorted(manifest["configs"], key=manifest["configs"].get)
+    for small, large in zip(configs, configs[1:]):
+        for split in SPLITS:
+            a, b = ids.get((small, split)), ids.get((large, split))
+            ok = a is not None and b is not None and len(a) <= len(b) and b.slice(0, len(a)).equals(a)
+            report.add(f"nesting: {small} ⊂ {large} ({split})", ok,
+                       f"{small} {split} is the first {len(a) if a is not None else '?'} rows of {large} {split}")
+
+
+def _check_stats_config(release: Path, manifest: dict, cache_dir: str, report: Report) -> None:
+    import datasets
+
+    try:
+        table = datasets.load_dataset(str(release), "stats", cache_dir=cache_dir)["stats"].data.table
+    except Exception as e:
+        report.add("stats config", False, f"{type(e).__name__}: {e}")
+        return
+    rows = {r["config"]: r for r in table.to_pylist()}
+    ok = set(rows) == set(manifest["configs"])
+    for config in manifest["configs"]:
+        stored = json.loads((release / "stats" / f"{config}.json").read_text())
+        row = rows.get(config, {})
+        ok = ok and row.get("count") == stored["count"] and row.get("ids_sha256") == stored["ids_sha256"] \
+            and np.array_equal(np.float32(row.get("mean", [])), np.float32(stored["mean"])) \
+            and np.array_equal(np.float32(row.get("std", [])), np.float32(stored["std"]))
+    report.add("stats config matches stats/*.json", ok, f"configs {', '.join(sorted(rows))}")
+
+
+def _model_checks(release: Path, mode: str, report: Report) -> dict | None:
+    """Hook for the model-based checks, which run in the embed environment and leave model_checks.json."""
+    path = release / MODEL_CHECKS
+    if mode == "run":
+        from .envs import REPO_ROOT, runs_here, stage_python
+
+        python = stage_python("embed") if not runs_here("embed") else __import__("sys").executable
+        result = subprocess.run([python, "-m", "vs_sonar_dataset.cli", "model-check", str(release)], cwd=REPO_ROOT)
+        if result.returncode not in (0, 1) or not path.is_file():
+            report.add("model checks", False, f"model-check exited {result.returncode} without a result")
+            return None
+    if mode == "skip" or not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as e:
+        report.add("model checks", False, f"{MODEL_CHECKS} unreadable: {e}")
+        return None
+    report.add("model checks: alignment", results["alignment"]["passed"],
+               f"min cosine {results['alignment']['min_cosine']:.4f} ≥ {results['alignment']['threshold']}")
+    rt = results["round_trip"]
+    report.add("model checks: round trip", rt["passed"],
+               f"pass rate {rt['pass_rate']:.3f} (min {rt['min_pass_rate']}), mean cosine {rt['mean']:.4f}, "
+               f"unrelated baseline {rt['unrelated_baseline_mean']:.4f}")
+    return results
+
+
+def _check_card(release: Path, manifest: dict, report: Report) -> None:
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    try:
+        card = DatasetCard.load(release / "README.md")
+        configs = MetadataConfigs.from_dataset_card_data(card.data)
+        infos = DatasetInfosDict.from_dataset_card_data(card.data)
+        default = configs.get_default_config_name()
+        ok = set(configs) == set(manifest["configs"]) | {"stats"} and set(infos) == set(manifest["configs"]) \
+            and default in manifest["configs"] and card.data.license == "mit"
+        detail = f"configs {', '.join(sorted(configs))}; default {default}"
+    except Exception as e:
+        ok, detail = False, f"{type(e).__name__}: {e}"
+    report.add("card YAML valid", ok, detail)
+
+
+def summary(report: dict) -> str:
+    lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]
+    failed = sum(not c["passed"] for c in report["checks"])
+    lines.append(f"verify: {'passed' if report['passed'] else 'FAILED'} — {len(report['checks']) - failed} "
+                 f"passed, {failed} failed ({report['seconds']} s)")
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("release", help="release folder written by `vs-sonar build`")
+    parser.add_argument("--pool", help="the pool the release was built from (rows are compared bitwise)")
+    parser.add_argument("--model-checks", choices=["existing", "run", "skip"], default="existing",
+                        help="SONAR checks: use model_checks.json if present, run `vs-sonar model-check` "
+                        "in the embed environment first, or leave them out")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
+
+
+def main(args) -> int:
+    if args.pool:
+        read_manifest(args.pool, "pool")  # a bad --pool is a user error before any work starts
+    report = verify_release(args.release, args.pool, args.model_checks)
+    print(json.dumps(report, indent=2) if args.json else summary(report))
+    return 0 if report["passed"] else 1
