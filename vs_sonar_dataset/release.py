@@ -83,7 +83,8 @@ def code_version() -> str:
 
 
 def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
-                  rows_per_file: int = ROWS_PER_FILE, plots: bool = True, progress: bool = True) -> dict:
+                  rows_per_file: int = ROWS_PER_FILE, plots: bool = True, progress: bool = True,
+                  repo_id: str | None = None, fixture_models: bool = False) -> dict:
     """Build OUT from POOL; returns the release manifest."""
     from .card import render_card  # matplotlib and jinja only when building
 
@@ -135,6 +136,8 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     manifest = {
         "format_version": 1,
         "code_version": code_version(),
+        "repo_id": repo_id or "org/vs-sonar",
+        "fixture_models": fixture_models,
         "seed": seed,
         "configs": plan.configs,
         "splits": {c: split_sizes(size) for c, size in plan.configs.items()},

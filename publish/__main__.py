@@ -1,0 +1,87 @@
+"""python -m publish --pool POOL --out RELEASE [--push --repo org/vs-sonar] — see --help."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vs_sonar_dataset.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m publish",
+        description="Build a release from a pool and verify it (--pool), then optionally push it to the Hugging "
+        "Face Hub (--push). Only a release that verify passed, with files unchanged since, is pushed, in one "
+        "atomic commit; pushing identical content makes no commit.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--pool", help="pool directory: build and verify a release from it")
+    p.add_argument("--run", help="run directory of `vs-sonar run`: publish its verified release")
+    p.add_argument("--out", help="release folder (written with --pool; pushed as it is without)")
+    p.add_argument("--config", help="TOML file whose [build] table sets seed and sizes")
+    p.add_argument("--seed", type=int, help="shuffle seed (default 0)")
+    p.add_argument("--sizes", help="configs as NAME=SIZE,... (default 1k=1000,5k=5000,10k=10000)")
+    p.add_argument("--model-checks", choices=["existing", "run", "skip"], default="existing",
+                   help="SONAR alignment / round-trip checks (see `vs-sonar verify --help`)")
+    p.add_argument("--push", action="store_true", help="push the verified release to the Hub")
+    p.add_argument("--repo", default="org/vs-sonar", help="Hub dataset repo id")
+    p.add_argument("--private", action="store_true", help="create the repo as private")
+    p.add_argument("--revision", help="branch to push to (created if missing; default main)")
+    p.add_argument("--force", action="store_true", help="replace a README.md on the Hub that vs-sonar did not write")
+    p.add_argument("--allow-synthetic", action="store_true", help="allow pushing a release of a synthetic pool")
+    p.add_argument("--allow-fixture-models", action="store_true",
+                   help="allow pushing a release made by fixture models (only to a test endpoint)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def run(args) -> int:
+    from vs_sonar_dataset.release import build_release, build_settings
+    from vs_sonar_dataset.verify import summary, verify_release
+
+    if args.run:
+        from vs_sonar_dataset.run import release_of_run
+
+        args.out = str(release_of_run(args.run))
+    if not args.out:
+        raise UserError("--out RELEASE is required (or --run RUN_DIR)")
+    release = Path(args.out)
+    if args.pool:
+        s = build_settings(args)
+        build_release(args.pool, release, s["configs"], s["seed"], s["rows_per_file"], repo_id=args.repo)
+        report = verify_release(release, args.pool, args.model_checks)
+        print(summary(report))
+        if not report["passed"]:
+            return 1
+    elif not args.push:
+        raise UserError("nothing to do: give --pool POOL to build and verify, and/or --push to publish")
+    if args.push:
+        from .hub import push_release
+
+        result = push_release(release, args.repo, private=args.private, revision=args.revision, force=args.force,
+                              allow_synthetic=args.allow_synthetic, allow_fixture=args.allow_fixture_models)
+        if result["commit"] is None:
+            print(f"{args.repo} is already up to date: no commit made")
+        else:
+            print(f"pushed {len(result['added'])} files, deleted {len(result['deleted'])} to {args.repo} "
+                  f"in commit {result['commit'][:12]}: {result['url']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"publish: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("publish: interrupted; nothing was committed unless a commit was reported", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Pushing a verified release folder to a Hub dataset repo.
+
+One create_commit with explicit operations: files that changed or are new are added, files the release no
+longer has are deleted, and when nothing differs no commit is made. The token comes from huggingface_hub's
+usual places (HF_TOKEN, the login cache) and is never printed.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from vs_sonar_dataset.card import CARD_MARKER
+from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.release import RELEASE_MANIFEST
+from vs_sonar_dataset.shards import sha256_file
+from vs_sonar_dataset.verify import REPORT
+
+KEEP_REMOTE = {".gitattributes"}  # the Hub's own file, not part of a release
+
+
+def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> dict:
+    """The release may be pushed: verify passed and every file is the one verify hashed."""
+    report_path = release / REPORT
+    if not report_path.is_file():
+        raise UserError(f"{release}: not verified; run `vs-sonar verify {release} --pool POOL` first")
+    report = json.loads(report_path.read_text())
+    if not report.get("passed"):
+        failed = [c["name"] for c in report.get("checks", []) if not c["passed"]]
+        raise UserError(f"{release}: verify failed ({', '.join(failed)}); refusing to push")
+    if not any(c["name"].endswith("rows match pool") for c in report["checks"]):
+        raise UserError(f"{release}: verified without --pool, so rows were not compared with the pool")
+    local = local_files(release)
+    expected = report["files"]
+    changed = sorted(p for p in set(local) | set(expected) if local.get(p) != expected.get(p))
+    if changed:
+        raise UserError(f"{release}: files changed since verify ({', '.join(changed[:5])}"
+                        f"{'…' if len(changed) > 5 else ''}); verify again before pushing")
+    manifest = json.loads((release / RELEASE_MANIFEST).read_text())
+    if manifest["pool"]["synthetic"] and not allow_synthetic:
+        raise UserError("this release was built from a synthetic pool; pass --allow-synthetic to push it anyway")
+    if manifest.get("fixture_models") and not allow_fixture:
+        raise UserError("this release was made by fixture models (tests and demos); pass --allow-fixture-models "
+                        "to push it to a test endpoint")
+    return manifest
+
+
+def local_files(release: Path) -> dict[str, str]:
+    return {str(p.relative_to(release)): sha256_file(p) for p in sorted(release.rglob("*")) if p.is_file()
+            and p.name != REPORT and not p.name.startswith(".")}
+
+
+def git_blob_sha1(path: Path) -> str:
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _explain(e: Exception, repo: str, endpoint: str) -> UserError:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(e, HfHubHTTPError) and e.response is not None:
+        status = e.response.status_code
+        if status == 401:
+            return UserError(f"the Hub at {endpoint} rejected the token (401): log in again (`hf auth login`) "
+                             "or set HF_TOKEN to a valid token")
+        if status == 403:
+            return UserError(f"the token has no write permission on {repo} (403): use a token with write access "
+                             "to that namespace")
+        code = e.response.headers.get("X-Error-Code", "")
+        message = e.response.headers.get("X-Error-Message", "") or str(e).splitlines()[0]
+        return UserError(f"the Hub refused the request ({status} {code}): {message}")
+    return UserError(f"cannot reach the Hub at {endpoint}: {type(e).__name__}: {e}")
+
+
+def push_release(release: Path, repo: str, *, private: bool = False, revision: str | None = None,
+                 force: bool = False, allow_synthetic: bool = False, allow_fixture: bool = False) -> dict:
+    """Push; returns {"commit": sha or None, "added": [...], "deleted": [...], "url": ...}."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
+
+    release = Path(release)
+    manifest = check_release(release, allow_synthetic, allow_fixture)
+    token = get_token()
+    if not token:
+        raise UserError("no Hugging Face token: run `hf auth login` or set HF_TOKEN (needs write access)")
+    endpoint = constants.ENDPOINT
+    api = HfApi(token=token)
+    branch = revision or "main"
+    try:
+        api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo, branch=revision, repo_type="dataset", exist_ok=True)
+        try:
+            remote_card = Path(api.hf_hub_download(repo, "README.md", repo_type="dataset", revision=branch))
+            ours = CARD_MARKER in remote_card.read_text(errors="replace")
+        except (EntryNotFoundError, RevisionNotFoundError):
+            ours = True  # no card yet
+        if not ours and not force:
+            raise UserError(f"{repo} has a README.md that vs-sonar did not write; pass --force to replace it")
+        remote = {f.path: f for f in api.list_repo_tree(repo, repo_type="dataset", revision=branch, recursive=True)
+                  if hasattr(f, "blob_id")}
+        local = local_files(release) | {REPORT: sha256_file(release / REPORT)}
+        added = [p for p, sha in local.items() if not _same(release / p, sha, remote.get(p))]
+        deleted = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
+        if not added and not deleted:
+            return {"commit": None, "added": [], "deleted": [], "url": f"{endpoint}/datasets/{repo}"}
+        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(release / p)) for p in added]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
+        info = api.create_commit(
+            repo, operations, repo_type="dataset", revision=branch,
+            commit_message=f"vs-sonar release ({', '.join(manifest['configs'])}; code {manifest['code_version']})",
+        )
+    except HfHubHTTPError as e:
+        raise _explain(e, repo, endpoint) from None
+    except OSError as e:  # connection refused, DNS, timeouts
+        raise _explain(e, repo, endpoint) from None
+    except RuntimeError as e:  # the client wraps failed file uploads; nothing was committed
+        cause = e.__cause__ if e.__cause__ is not None else e
+        detail = _explain(cause, repo, endpoint) if isinstance(cause, Exception) else cause
+        raise UserError(f"upload interrupted, nothing was committed to {repo} ({e}: {detail}); "
+                        "re-run the same command to finish") from None
+    return {"commit": info.oid, "added": added, "deleted": deleted, "url": info.commit_url}
+
+
+def _same(path: Path, sha256: str, remote) -> bool:
+    if remote is None:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == sha256
+    return remote.blob_id == git_blob_sha1(path)

@@ -1,0 +1,86 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from release_fixtures import SMALL_SIZES
+from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.release import build_release
+from vs_sonar_dataset.shards import read_table
+from vs_sonar_dataset.splits import SPLITS, make_plan
+
+
+def _split(release, config, split):
+    return pa.concat_tables(pq.read_table(p) for p in sorted((release / "data" / config).glob(f"{split}-*.parquet")))
+
+
+def test_layout_and_file_numbering(small_release_master):
+    r = small_release_master
+    names = sorted(p.name for p in (r / "data" / "l").iterdir())
+    assert names == ["test-00000-of-00001.parquet", "train-00000-of-00003.parquet", "train-00001-of-00003.parquet",
+                     "train-00002-of-00003.parquet", "validation-00000-of-00001.parquet"]
+    assert (r / "stats" / "s.json").is_file() and (r / "data" / "stats" / "stats-00000-of-00001.parquet").is_file()
+    assert sorted(p.name for p in (r / "plots").iterdir()) == ["dimension_mean_std.png", "norm_histogram.png",
+                                                              "pca_projection.png", "probability_histogram.png"]
+
+
+def test_rows_follow_the_plan(small_pool, small_release_master):
+    pool = read_table(small_pool)
+    plan = make_plan(pool.num_rows, SMALL_SIZES, seed=3)
+    for config in SMALL_SIZES:
+        for split in SPLITS:
+            assert _split(small_release_master, config, split).equals(pool.take(plan.rows(config, split)))
+
+
+def test_stats_are_from_train_only(small_release_master):
+    import numpy as np
+
+    from vs_sonar_dataset.release import embedding_matrix
+
+    s = json.loads((small_release_master / "stats" / "m.json").read_text())
+    train = embedding_matrix(_split(small_release_master, "m", "train")).astype(np.float64)
+    assert s["count"] == len(train) == 240
+    np.testing.assert_allclose(s["mean"], train.mean(0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(s["std"], train.std(0), rtol=1e-6)
+
+
+def test_card_front_matter(small_release_master):
+    text = (small_release_master / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] == "mit"
+    assert {c["config_name"] for c in meta["configs"]} == {"s", "m", "l", "stats"}
+    assert [c["config_name"] for c in meta["configs"] if c.get("default")] == ["l"]
+    info = {i["config_name"]: i for i in meta["dataset_info"]}
+    assert {s["name"]: s["num_examples"] for s in info["m"]["splits"]} == {"train": 240, "validation": 30, "test": 30}
+    emb = next(f for f in info["l"]["features"] if f["name"] == "embedding")
+    assert emb == {"name": "embedding", "list": "float32", "length": 16}
+    assert "Synthetic build" in text and "Not verified yet" in text
+
+
+def test_out_that_is_not_a_release_is_refused(small_pool, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a release folder"):
+        build_release(small_pool, tmp_path / "mine", SMALL_SIZES, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_too_small_pool_is_a_clear_error(small_pool, tmp_path):
+    with pytest.raises(UserError, match="800 rows missing"):
+        build_release(small_pool, tmp_path / "r", {"2k": 2000}, progress=False)
+
+
+def test_failure_mid_build_leaves_previous_release(small_pool, small_release, tmp_path):
+    before = (small_release / "release.json").read_text()
+    shard = small_pool.parent / "broken"
+    import shutil
+
+    shutil.copytree(small_pool, shard)
+    (shard / "shard-00003.parquet").write_bytes(b"garbage")
+    from vs_sonar_dataset.errors import ShardError
+
+    with pytest.raises(ShardError, match="shard-00003.parquet"):
+        build_release(shard, small_release, SMALL_SIZES, progress=False)
+    assert (small_release / "release.json").read_text() == before

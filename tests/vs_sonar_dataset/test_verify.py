@@ -1,0 +1,73 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from vs_sonar_dataset.verify import REPORT, verify_release
+
+
+def _failed(report):
+    return {c["name"] for c in report["checks"] if not c["passed"]}
+
+
+def test_good_release_passes_and_card_shows_it(small_pool, small_release):
+    report = verify_release(small_release, small_pool, progress=False)
+    assert report["passed"], _failed(report)
+    names = {c["name"] for c in report["checks"]}
+    assert {"l: rows match pool", "nesting: s ⊂ m (test)", "card YAML valid", "m: stats recomputed equal"} <= names
+    assert json.loads((small_release / REPORT).read_text())["files"]["README.md"]
+    card = (small_release / "README.md").read_text()
+    assert "**passed**" in card and "Not verified yet" not in card
+
+
+def test_an_altered_vector_is_caught(small_pool, small_release):
+    path = small_release / "data" / "m" / "validation-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).copy()
+    vectors[3, 0] = np.nextafter(vectors[3, 0], np.float32(1))  # one ulp
+    import pyarrow as pa
+
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 16)
+    pq.write_table(table.set_column(table.schema.get_field_index("embedding"), "embedding", column), path)
+    report = verify_release(small_release, small_pool, progress=False)
+    assert not report["passed"]
+    assert "m: rows match pool" in _failed(report)
+
+
+def test_tampered_stats_and_leaked_row_are_caught(small_pool, small_release):
+    stats_path = small_release / "stats" / "s.json"
+    stats = json.loads(stats_path.read_text())
+    stats["std"][0] *= 1.0001
+    stats_path.write_text(json.dumps(stats))
+    # copy a train row into the test split of config l
+    train = pq.read_table(small_release / "data" / "l" / "train-00000-of-00003.parquet")
+    test_path = small_release / "data" / "l" / "test-00000-of-00001.parquet"
+    test = pq.read_table(test_path)
+    import pyarrow as pa
+
+    pq.write_table(pa.concat_tables([test.slice(0, 99), train.slice(0, 1)]), test_path)
+    failed = _failed(verify_release(small_release, small_pool, progress=False))
+    assert failed == {"s: stats recomputed equal", "stats config matches stats/*.json", "l: ids unique across splits"}
+
+
+def test_without_pool_rows_are_not_compared_and_cli_exits_nonzero(small_release):
+    result = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "verify", str(small_release)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "FAIL  rows_match_pool: no --pool given" in result.stdout
+    assert "verify: FAILED" in result.stdout
+
+
+def test_model_checks_file_is_included(small_pool, small_release):
+    results = {"passed": False, "encoder": "e", "decoder": "d", "sample_size": 10, "seed": 0,
+               "alignment": {"threshold": 0.99, "min_cosine": 0.999, "mean_cosine": 0.9995, "failures": [],
+                             "passed": True},
+               "round_trip": {"mean": 0.5, "p05": 0.1, "p50": 0.5, "p95": 0.9, "pass_rate": 0.2, "pass_threshold": 0.9,
+                              "min_pass_rate": 0.5, "unrelated_baseline_mean": 0.3, "exact_text_rate": 0.1,
+                              "examples": [], "passed": False}}
+    (small_release / "model_checks.json").write_text(json.dumps(results))
+    report = verify_release(small_release, small_pool, progress=False)
+    assert _failed(report) == {"model checks: round trip"}
+    assert "Round trip" in (small_release / "README.md").read_text()
