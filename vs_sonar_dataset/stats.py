@@ -38,7 +38,6 @@ class StatsAccumulator:
     def add(self, vectors: np.ndarray, ids: list[str]) -> None:
         if len(vectors) != len(ids):
             raise ValueError("vectors and ids differ in length")
-        self.norms.append(np.linalg.norm(vectors.astype(np.float64), axis=1))
         self.ids_digest.update("".join(i + "\n" for i in ids).encode())
         self.pending.append(vectors)
         self.pending_rows += len(vectors)
@@ -53,6 +52,8 @@ class StatsAccumulator:
     def _merge_block(self, block: np.ndarray, state=None):
         count, mean, m2 = state or (self.count, self.mean, self.m2)
         x = block.astype(np.float64)
+        if state is None:  # a committed block: keep its norms (a snapshot's partial block reports its own)
+            self.norms.append(np.sqrt(np.einsum("ij,ij->i", x, x)))
         n_b = len(x)
         mean_b = x.mean(axis=0)
         m2_b = ((x - mean_b) ** 2).sum(axis=0)
@@ -64,6 +65,16 @@ class StatsAccumulator:
             return n, mean, m2
         self.count, self.mean, self.m2 = n, mean, m2
 
+    @staticmethod
+    def partial_norms(rows: np.ndarray) -> np.ndarray:
+        x = rows.astype(np.float64)
+        return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+    def all_norms(self) -> np.ndarray:
+        """L2 norms of every row added so far (float64)."""
+        pending = [self.partial_norms(np.concatenate(self.pending))] if self.pending_rows else []
+        return np.concatenate(self.norms + pending)
+
     def snapshot(self, config: str) -> dict:
         count, mean, m2 = self.count, self.mean, self.m2
         if self.pending_rows:
@@ -71,7 +82,7 @@ class StatsAccumulator:
         if count == 0:
             raise UserError(f"config {config!r} has no train rows to compute stats from")
         std = np.sqrt(m2 / count)
-        norms = np.concatenate(self.norms)
+        norms = self.all_norms()
         return {
             "config": config,
             "split": "train",

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: set up (cheap when nothing changed), then run each environment's tests.
+#   scripts/test.sh            everything
+#   scripts/test.sh -k push    extra arguments go to every pytest run
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
+
+status=0
+run() {  # run PYTHON DIR... : pytest in one environment; exit code 5 (nothing collected) is an error too
+  local python=$1; shift
+  echo "== $python -m pytest $*"
+  "$python" -m pytest "$@"
+  local rc=$?
+  [ $rc -eq 0 ] || { echo "test: pytest exited $rc in $python" >&2; status=1; }
+}
+run .venv/bin/python tests --ignore=tests/vs_sonar_dataset/generate --ignore=tests/vs_sonar_dataset/embed "$@"
+[ -d tests/vs_sonar_dataset/generate ] && run .venv-generate/bin/python tests/vs_sonar_dataset/generate "$@"
+[ -d tests/vs_sonar_dataset/embed ] && run .venv-embed/bin/python tests/vs_sonar_dataset/embed "$@"
+exit $status
