@@ -49,7 +49,8 @@ def run(args) -> int:
     release = Path(args.out)
     if args.pool:
         s = build_settings(args)
-        build_release(args.pool, release, s["configs"], s["seed"], s["rows_per_file"], repo_id=args.repo)
+        build_release(args.pool, release, s["configs"], s["seed"], s["rows_per_file"], repo_id=args.repo,
+                      fixture_models=s["fixture_models"])
         report = verify_release(release, args.pool, args.model_checks)
         print(summary(report))
         if not report["passed"]:

@@ -13,7 +13,7 @@ from vs_sonar_dataset.card import CARD_MARKER
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.release import RELEASE_MANIFEST
 from vs_sonar_dataset.shards import sha256_file
-from vs_sonar_dataset.verify import REPORT
+from vs_sonar_dataset.verify import REPORT, changed_since_verify, release_files
 
 KEEP_REMOTE = {".gitattributes"}  # the Hub's own file, not part of a release
 
@@ -29,9 +29,7 @@ def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> 
         raise UserError(f"{release}: verify failed ({', '.join(failed)}); refusing to push")
     if not any(c["name"].endswith("rows match pool") for c in report["checks"]):
         raise UserError(f"{release}: verified without --pool, so rows were not compared with the pool")
-    local = local_files(release)
-    expected = report["files"]
-    changed = sorted(p for p in set(local) | set(expected) if local.get(p) != expected.get(p))
+    changed = changed_since_verify(release, report)
     if changed:
         raise UserError(f"{release}: files changed since verify ({', '.join(changed[:5])}"
                         f"{'…' if len(changed) > 5 else ''}); verify again before pushing")
@@ -42,11 +40,6 @@ def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> 
         raise UserError("this release was made by fixture models (tests and demos); pass --allow-fixture-models "
                         "to push it to a test endpoint")
     return manifest
-
-
-def local_files(release: Path) -> dict[str, str]:
-    return {str(p.relative_to(release)): sha256_file(p) for p in sorted(release.rglob("*")) if p.is_file()
-            and p.name != REPORT and not p.name.startswith(".")}
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -99,7 +92,7 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
             raise UserError(f"{repo} has a README.md that vs-sonar did not write; pass --force to replace it")
         remote = {f.path: f for f in api.list_repo_tree(repo, repo_type="dataset", revision=branch, recursive=True)
                   if hasattr(f, "blob_id")}
-        local = local_files(release) | {REPORT: sha256_file(release / REPORT)}
+        local = release_files(release) | {REPORT: sha256_file(release / REPORT)}
         added = [p for p, sha in local.items() if not _same(release / p, sha, remote.get(p))]
         deleted = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
         if not added and not deleted:

@@ -215,7 +215,7 @@ def build_settings(args) -> dict:
     """Settings from --config's [build] table, overridden by flags."""
     from .config import load_table
 
-    settings = {"seed": 0, "configs": dict(DEFAULT_CONFIGS), "rows_per_file": ROWS_PER_FILE}
+    settings = {"seed": 0, "configs": dict(DEFAULT_CONFIGS), "rows_per_file": ROWS_PER_FILE, "fixture_models": False}
     if getattr(args, "config", None):
         settings.update(load_table(args.config, "build", allowed=settings.keys()))
     if getattr(args, "seed", None) is not None:
@@ -230,7 +230,8 @@ def build_settings(args) -> dict:
 
 def main(args) -> int:
     s = build_settings(args)
-    manifest = build_release(args.pool, args.out, s["configs"], s["seed"], s["rows_per_file"])
+    manifest = build_release(args.pool, args.out, s["configs"], s["seed"], s["rows_per_file"],
+                             fixture_models=s["fixture_models"])
     sizes = ", ".join(f"{c}: {sum(v.values())}" for c, v in manifest["splits"].items())
     print(f"release written to {args.out} ({sizes}); run `vs-sonar verify {args.out}` next")
     return 0

@@ -172,11 +172,30 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     _check_card(release, manifest, report)
     verification["passed"] = report.passed
     render_card(release, manifest, verification)
-    verification["files"] = {str(p.relative_to(release)): sha256_file(p) for p in sorted(release.rglob("*"))
-                             if p.is_file() and p.name != REPORT}
+    verification["files"] = release_files(release)
     verification["seconds"] = round(time.time() - started, 2)
     write_json_atomic(release / REPORT, verification)
     return verification
+
+
+def release_files(release: Path) -> dict[str, str]:
+    """sha256 of every file of a release but the report itself (what verify vouches for)."""
+    return {str(p.relative_to(release)): sha256_file(p) for p in sorted(Path(release).rglob("*"))
+            if p.is_file() and p.name != REPORT and not p.name.startswith(".")}
+
+
+def changed_since_verify(release: Path, report: dict) -> list[str]:
+    local, expected = release_files(release), report.get("files", {})
+    return sorted(p for p in set(local) | set(expected) if local.get(p) != expected.get(p))
+
+
+def report_is_current(release: Path) -> bool:
+    """verify passed and no file changed since."""
+    path = Path(release) / REPORT
+    if not path.is_file():
+        return False
+    report = json.loads(path.read_text())
+    return bool(report.get("passed")) and not changed_since_verify(Path(release), report)
 
 
 def _check_nesting(manifest: dict, ids: dict, report: Report) -> None:

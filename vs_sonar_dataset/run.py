@@ -1,0 +1,186 @@
+"""`vs-sonar run CONFIG.toml --out RUN_DIR`: generate -> embed -> build -> model checks -> verify, each stage in
+its own environment, resuming where a previous call stopped.
+
+RUN_DIR/
+    config.toml          the configuration, with {run_dir} resolved; a later call must use the same file
+    run.json             each stage's status, seconds and log
+    logs/{stage}.log     everything the stage printed
+    fixtures/            tiny models built locally when the configuration asks for them ([run] fixtures)
+    candidates/          generate's shards + manifest + summary.json
+    pool/                embed's shards + manifest
+    release/             the release folder (with model_checks.json and verify_report.json)
+
+A stage whose output is complete and current is skipped, so a second call after a crash continues, and a call
+after success reports that the release is up to date.
+"""
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import load_table
+from .envs import REPO_ROOT, runs_here, stage_python
+from .errors import UserError
+from .shards import MANIFEST, read_manifest, sha256_file, write_json_atomic
+
+HELP = "run every stage from GSM8K to a verified release (resumable); then publish with python -m publish --run"
+log = logging.getLogger("vs_sonar.run")
+
+# fixture name -> (environment, module that builds it into a folder)
+FIXTURES = {"tiny_llama": ("generate", "vs_sonar_dataset.fixtures.tiny_llama"),
+            "tiny_sonar": ("embed", "vs_sonar_dataset.fixtures.tiny_sonar")}
+RUN_KEYS = {"fixtures", "fixture_args"}
+
+
+def python_for(stage: str | None) -> str:
+    return sys.executable if stage is None or runs_here(stage) else stage_python(stage)
+
+
+class Runner:
+    def __init__(self, config_path, run_dir, gsm8k: str | None = None):
+        self.run_dir = Path(run_dir).resolve()
+        self.source = Path(config_path)
+        self.gsm8k = gsm8k
+        self.state_path = self.run_dir / "run.json"
+        self.config = self.run_dir / "config.toml"
+
+    # -- bookkeeping
+    def prepare(self) -> None:
+        if not self.source.is_file():
+            raise UserError(f"{self.source}: configuration file not found")
+        text = self.source.read_text().replace("{run_dir}", str(self.run_dir))
+        if self.config.exists() and self.config.read_text() != text:
+            raise UserError(f"{self.run_dir} was started with another configuration; use a new --out, or the "
+                            f"same configuration to resume")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+        if not self.config.exists():
+            self.config.write_text(text)
+        load_table(self.config, "run", RUN_KEYS)  # a typo in [run] is an error before any work
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
+        self.state["config_sha256"] = sha256_file(self.config)
+
+    def record(self, stage: str, status: str, seconds: float = 0.0) -> None:
+        self.state["stages"][stage] = {"status": status, "seconds": round(seconds, 1),
+                                       "log": f"logs/{stage}.log", "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json_atomic(self.state_path, self.state)
+
+    def execute(self, stage: str, env_stage: str | None, args: list[str]) -> None:
+        """Run one stage in its environment; its output goes to the terminal and to logs/{stage}.log."""
+        cmd = [python_for(env_stage), *args]
+        log.info("stage %s: %s", stage, " ".join(args[2:]))
+        started = time.time()
+        self.record(stage, "running")
+        with open(self.run_dir / "logs" / f"{stage}.log", "ab") as logfile:
+            logfile.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+                logfile.write(chunk)
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            code = proc.wait()
+        if code != 0:
+            self.record(stage, f"failed (exit {code})", time.time() - started)
+            raise UserError(f"stage {stage} failed (exit {code}); see {self.run_dir / 'logs' / (stage + '.log')}. "
+                            f"Fix the cause and run the same command again to resume")
+        self.record(stage, "done", time.time() - started)
+
+    # -- stages
+    def fixtures(self) -> None:
+        settings = load_table(self.config, "run", RUN_KEYS)
+        extra = settings.get("fixture_args", {})
+        for name in settings.get("fixtures", []):
+            if name not in FIXTURES:
+                raise UserError(f"[run] fixtures: unknown fixture {name!r} (known: {', '.join(FIXTURES)})")
+            out = self.run_dir / "fixtures" / name
+            if (out / ".complete").exists():
+                continue
+            env_stage, module = FIXTURES[name]
+            self.execute(f"fixture-{name}", env_stage, ["-m", module, str(out), *extra.get(name, [])])
+            (out / ".complete").write_text("built\n")
+
+    def complete(self, directory: Path, kind: str) -> bool:
+        return (directory / MANIFEST).exists() and read_manifest(directory, kind).complete
+
+    def run(self) -> bool:
+        """Returns True when every stage was already done (the release is up to date)."""
+        self.prepare()
+        cli = ["-m", "vs_sonar_dataset.cli"]
+        candidates, pool, release = self.run_dir / "candidates", self.run_dir / "pool", self.run_dir / "release"
+        did = []
+        self.fixtures()
+        if not self.complete(candidates, "candidates"):
+            gsm8k = ["--gsm8k", self.gsm8k] if self.gsm8k else []
+            self.execute("generate", "generate", [*cli, "generate", str(self.config), "--out", str(candidates), *gsm8k])
+            did.append("generate")
+        if not self.complete(pool, "pool"):
+            self.execute("embed", "embed", [*cli, "embed", str(candidates), "--out", str(pool),
+                                            "--config", str(self.config)])
+            did.append("embed")
+        if not self.release_is_current(release, pool):
+            self.execute("build", None, [*cli, "build", str(pool), "--out", str(release), "--config", str(self.config)])
+            did.append("build")
+        if not (release / "model_checks.json").exists():
+            # exit 1 means checks ran and failed: verify reports it; anything else is a crash
+            self.execute_allowing("model-check", "embed", [*cli, "model-check", str(release), "--config",
+                                                           str(self.config)], ok_codes=(0, 1))
+            did.append("model-check")
+        from .verify import report_is_current
+
+        if did or not report_is_current(release):
+            self.execute("verify", None, [*cli, "verify", str(release), "--pool", str(pool)])
+        return not did
+
+    def execute_allowing(self, stage, env_stage, args, ok_codes) -> None:
+        try:
+            self.execute(stage, env_stage, args)
+        except UserError:
+            code = self.state["stages"][stage]["status"]
+            if not any(code == f"failed (exit {c})" for c in ok_codes):
+                raise
+            self.record(stage, "done (checks failed)")
+
+    def release_is_current(self, release: Path, pool: Path) -> bool:
+        """The release was built from this pool with these build settings."""
+        manifest_path = release / "release.json"
+        if not manifest_path.exists():
+            return False
+        manifest = json.loads(manifest_path.read_text())
+        build = load_table(self.config, "build")
+        built_with = {"seed": manifest["seed"], "configs": manifest["configs"]}
+        wanted = {"seed": build.get("seed", 0), "configs": build.get("configs", built_with["configs"])}
+        from .splits import parse_size
+
+        wanted["configs"] = {k: parse_size(v) for k, v in wanted["configs"].items()}
+        return (manifest["pool"]["manifest_sha256"] == sha256_file(pool / MANIFEST) and built_with == wanted)
+
+
+def release_of_run(run_dir) -> Path:
+    release = Path(run_dir) / "release"
+    if not (release / "release.json").exists():
+        raise UserError(f"{run_dir}: no release yet; run `vs-sonar run CONFIG --out {run_dir}` first")
+    return release
+
+
+def add_arguments(parser):
+    parser.add_argument("config", help="TOML file with [run], [generate], [embed], [build] tables "
+                        "(see configs/demo.toml and configs/release.toml)")
+    parser.add_argument("--out", required=True, help="run directory (created, or resumed when it exists)")
+    parser.add_argument("--gsm8k", help="local GSM8K folder or file instead of the Hub's openai/gsm8k")
+
+
+def main(args) -> int:
+    runner = Runner(args.config, args.out, args.gsm8k)
+    up_to_date = runner.run()
+    release = runner.run_dir / "release"
+    report = json.loads((release / "verify_report.json").read_text())
+    status = "up to date" if up_to_date else "built"
+    verdict = "verified" if report["passed"] else "FAILED verification (see verify_report.json)"
+    print(f"release {status} at {release}: {verdict}")
+    if report["passed"]:
+        print(f"publish with: python -m publish --run {args.out} --push --repo ORG/NAME")
+    return 0 if report["passed"] else 1
