@@ -50,8 +50,9 @@ def main():
 
     code = (f"from vs_sonar_dataset.release import build_release; from vs_sonar_dataset.verify import verify_release\n"
             f"import time; t = time.time()\n"
-            f"build_release({str(pool)!r}, {str(release)!r}, {sizes!r}, progress=False); b = time.time() - t\n"
-            f"r = verify_release({str(release)!r}, {str(pool)!r}, progress=False)\n"
+            f"d = {{}}; build_release({str(pool)!r}, {str(release)!r}, {sizes!r}, progress=False, pool_digests=d)\n"
+            f"b = time.time() - t\n"
+            f"r = verify_release({str(release)!r}, {str(pool)!r}, progress=False, pool_digests=d)\n"
             f"assert r['passed'], [c for c in r['checks'] if not c['passed']]\n"
             f"print(f'build {{b:.1f}} s, verify {{time.time() - t - b:.1f}} s')")
     wall, rss = run_child(code)

@@ -49,9 +49,10 @@ def run(args) -> int:
     release = Path(args.out)
     if args.pool:
         s = build_settings(args)
+        digests = {}  # pool rows hashed while building, so verify does not read the pool twice
         build_release(args.pool, release, s["configs"], s["seed"], s["rows_per_file"], repo_id=args.repo,
-                      fixture_models=s["fixture_models"])
-        report = verify_release(release, args.pool, args.model_checks)
+                      fixture_models=s["fixture_models"], pool_digests=digests)
+        report = verify_release(release, args.pool, args.model_checks, pool_digests=digests)
         print(summary(report))
         if not report["passed"]:
             return 1

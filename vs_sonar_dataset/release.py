@@ -84,8 +84,10 @@ def code_version() -> str:
 
 def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
                   rows_per_file: int = ROWS_PER_FILE, plots: bool = True, progress: bool = True,
-                  repo_id: str | None = None, fixture_models: bool = False) -> dict:
-    """Build OUT from POOL; returns the release manifest."""
+                  repo_id: str | None = None, fixture_models: bool = False,
+                  pool_digests: dict | None = None) -> dict:
+    """Build OUT from POOL; returns the release manifest. Pass a dict as pool_digests to collect the digest of
+    every pool row used (id -> digest), so that verify need not read the pool a second time."""
     from .card import render_card  # matplotlib and jinja only when building
 
     started = time.time()
@@ -110,7 +112,14 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     position = {s: 0 for s in SPLITS}  # rows of each split's pool written so far
     current = 0  # index into SPLITS
     with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar:
-        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent):
+        if pool_digests is not None:
+            from .verify import row_digests
+
+            def collect(rows):
+                for batch in rows.to_batches(8192):
+                    pool_digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
+        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent,
+                                        on_rows=collect if pool_digests is not None else None):
             while table.num_rows:
                 split = SPLITS[current]
                 take = min(table.num_rows, pool_sizes[split] - position[split])

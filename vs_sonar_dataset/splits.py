@@ -85,12 +85,13 @@ def make_plan(pool_rows: int, configs: dict, seed: int) -> SplitPlan:
 
 
 def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int = 65536,
-                       tmp_dir: str | Path | None = None) -> Iterator[pa.Table]:
+                       tmp_dir: str | Path | None = None, on_rows=None) -> Iterator[pa.Table]:
     """Yield the pool rows listed in `order`, in that order, as consecutive tables.
 
     An external bucket shuffle: one sequential pass sends each needed row to the temporary Arrow file of the
     bucket that holds its output position; then each bucket is read back, put in order and yielded.
-    Memory stays at about one shard plus one bucket, whatever the pool size.
+    Memory stays at about one shard plus one bucket, whatever the pool size. `on_rows(table)`, if given,
+    sees the needed rows of each shard as read (in pool order), e.g. to hash them on the way.
     """
     pool_rows = read_manifest(pool_dir, "pool").rows
     dest = np.full(pool_rows, -1, dtype=np.int64)
@@ -105,7 +106,10 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
             keep = np.flatnonzero(shard_dest >= 0)
             if not len(keep):
                 continue
-            picked = shard.take(keep).append_column("_dest", pa.array(shard_dest[keep]))
+            picked = shard.take(keep)
+            if on_rows is not None:
+                on_rows(picked)
+            picked = picked.append_column("_dest", pa.array(shard_dest[keep]))
             buckets = shard_dest[keep] // bucket_rows
             for b in np.unique(buckets):
                 part = picked.filter(pa.array(buckets == b))

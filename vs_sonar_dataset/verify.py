@@ -50,30 +50,32 @@ class Report:
         return bool(self.checks) and all(c["passed"] for c in self.checks)
 
 
-_MULTIPLIERS = np.random.default_rng(20261122).integers(1, 2**63, size=(2, 4096), dtype=np.uint64) | np.uint64(1)
-
-
-def vector_hashes(vectors: np.ndarray) -> np.ndarray:
-    """Two 64-bit hashes per row of the vectors' bits: sums of each 32-bit word times a fixed odd multiplier
-    (mod 2**64). Any change of a single element changes both; vectorized, so 1M x 1024 costs seconds."""
-    words = vectors.view(np.uint32).astype(np.uint64)
-    dim = words.shape[1]
-    if dim > _MULTIPLIERS.shape[1]:
-        raise UserError(f"embedding dim {dim} is above the {_MULTIPLIERS.shape[1]} this check supports")
-    with np.errstate(over="ignore"):
-        return np.stack([(words * m[:dim]).sum(axis=1, dtype=np.uint64) for m in _MULTIPLIERS], axis=1)
+def _as_text(column: pa.Array) -> pa.Array:
+    """A column as exact text: numbers in their shortest round-trip form, lists joined by a separator."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return pc.binary_join(column, "\x1e")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    return pc.cast(column, pa.string())
 
 
 def row_digests(table: pa.Table | pa.RecordBatch) -> list[bytes]:
-    """A digest per row over every column's value; equal digests mean equal rows, bit for bit."""
-    others = [c for c in table.schema.names if c != "embedding"]
-    scalars = zip(*(table.column(c).to_pylist() for c in others))
-    vectors = vector_hashes(embedding_matrix(table))
-    return [hashlib.blake2b(repr(s).encode(), digest_size=16).digest() + v.tobytes()
-            for s, v in zip(scalars, vectors)]
+    """A 16-byte blake2b digest per row over every column's value, in schema order: equal digests mean equal
+    rows, bit for bit (vectors are hashed as raw bytes). Arrow builds one text per row for the other columns,
+    so Python touches each row once."""
+    names = [n for n in table.schema.names if n != "embedding"]
+    texts = pc.binary_join_element_wise(*[_as_text(table.column(n)) for n in names], "\x1f").to_pylist()
+    vectors = embedding_matrix(table)
+    raw, width = memoryview(np.ascontiguousarray(vectors)).cast("B"), vectors.shape[1] * 4
+    digests = []
+    for i, text in enumerate(texts):
+        h = hashlib.blake2b(text.encode(), digest_size=16)
+        h.update(raw[i * width : (i + 1) * width])
+        digests.append(h.digest())
+    return digests
 
 
-def pool_digests(pool_dir) -> dict[str, bytes]:
+def read_pool_digests(pool_dir) -> dict[str, bytes]:
     digests = {}
     for shard in iter_shards(pool_dir, "pool"):
         for batch in shard.to_batches(BATCH_ROWS):
@@ -89,8 +91,10 @@ def iter_cached_batches(dataset):
                 yield batch
 
 
-def verify_release(release, pool=None, model_checks: str = "existing", progress: bool = True) -> dict:
-    """Run every check; write verify_report.json and the card with the results; return the report."""
+def verify_release(release, pool=None, model_checks: str = "existing", progress: bool = True,
+                   pool_digests: dict | None = None) -> dict:
+    """Run every check; write verify_report.json and the card with the results; return the report.
+    pool_digests: digests of the pool rows collected while building (see build_release), else read from pool."""
     import datasets
     from tqdm import tqdm
 
@@ -110,8 +114,9 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
         pool_manifest_sha = sha256_file(Path(pool) / "manifest.json")
         if report.add("pool_is_source", pool_manifest_sha == manifest["pool"]["manifest_sha256"],
                       f"pool manifest sha256 {pool_manifest_sha[:16]}…"):
-            log.info("hashing pool rows")
-            digests = pool_digests(pool)
+            if pool_digests is None:
+                log.info("hashing pool rows")
+            digests = pool_digests if pool_digests is not None else read_pool_digests(pool)
     else:
         report.add("rows_match_pool", False, "no --pool given: rows not compared with the pool")
 

@@ -71,3 +71,17 @@ def test_model_checks_file_is_included(small_pool, small_release):
     report = verify_release(small_release, small_pool, progress=False)
     assert _failed(report) == {"model checks: round trip"}
     assert "Round trip" in (small_release / "README.md").read_text()
+
+
+def test_digests_collected_while_building_are_the_pool_rows(small_pool, tmp_path):
+    from release_fixtures import SMALL_SIZES
+    from vs_sonar_dataset.release import build_release
+    from vs_sonar_dataset.verify import read_pool_digests
+
+    collected = {}
+    build_release(small_pool, tmp_path / "r", SMALL_SIZES, seed=3, progress=False, plots=False,
+                  pool_digests=collected)
+    from_pool = read_pool_digests(small_pool)
+    assert len(collected) == 1000 and all(from_pool[i] == d for i, d in collected.items())
+    report = verify_release(tmp_path / "r", small_pool, progress=False, pool_digests=collected)
+    assert report["passed"], _failed(report)
