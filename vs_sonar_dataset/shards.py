@@ -26,6 +26,7 @@ from .schema import CANDIDATE_SCHEMA, pool_schema
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 KINDS = ("candidates", "pool")
+ROW_GROUP_ROWS = 8192  # readers decode a row group at a time: this bounds their memory (~32 MB of vectors)
 # Dictionary-encode only the columns that repeat: on float vectors it costs time on write and read and saves nothing.
 PARQUET_OPTIONS = {
     "compression": "snappy",
@@ -67,7 +68,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -125,25 +126,42 @@ def check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
                          f"  expected: {expected.remove_metadata()}\n  found:    {actual.remove_metadata()}")
 
 
-def iter_shards(directory: str | os.PathLike, kind: str | None = None,
-                verify_checksums: bool = True) -> Iterator[pa.Table]:
-    """Yield each shard as a table after checking it against the manifest."""
-    directory = Path(directory)
+def _checked_shards(directory: Path, kind: str | None) -> Iterator[tuple[Path, pq.ParquetFile, Manifest]]:
     manifest = read_manifest(directory, kind)
     for entry in manifest.shards:
         path = directory / entry["file"]
         if not path.is_file():
             raise ShardError(f"{path}: listed in the manifest but missing")
-        if verify_checksums and sha256_file(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise ShardError(f"{path}: sha256 differs from the manifest (truncated or altered)")
         try:
-            table = pq.read_table(path)
+            parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as e:
             raise ShardError(f"{path}: unreadable Parquet ({e})") from None
-        check_schema(table.schema, manifest.schema, str(path))
-        if table.num_rows != entry["rows"]:
-            raise ShardError(f"{path}: {table.num_rows} rows, the manifest says {entry['rows']}")
-        yield table
+        check_schema(parquet.schema_arrow, manifest.schema, str(path))
+        if parquet.metadata.num_rows != entry["rows"]:
+            raise ShardError(f"{path}: {parquet.metadata.num_rows} rows, the manifest says {entry['rows']}")
+        yield path, parquet, manifest
+
+
+def iter_shards(directory: str | os.PathLike, kind: str | None = None) -> Iterator[pa.Table]:
+    """Yield each shard as a table after checking it against the manifest."""
+    for path, parquet, manifest in _checked_shards(Path(directory), kind):
+        try:
+            yield parquet.read()
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{path}: unreadable Parquet ({e})") from None
+
+
+def iter_shard_batches(directory: str | os.PathLike, kind: str | None = None,
+                       batch_rows: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
+    """Like iter_shards, as record batches: memory stays near one batch whatever the shard size."""
+    for path, parquet, manifest in _checked_shards(Path(directory), kind):
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows, use_threads=False):
+                yield batch
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{path}: unreadable Parquet ({e})") from None
 
 
 def read_table(directory: str | os.PathLike, kind: str | None = None) -> pa.Table:

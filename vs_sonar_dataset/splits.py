@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .errors import UserError
-from .shards import iter_shards, read_manifest
+from .shards import iter_shard_batches, read_manifest
 
 SPLITS = ("train", "validation", "test")
 HOLDOUT_FRACTION = 0.1  # for validation and for test each
@@ -84,7 +84,7 @@ def make_plan(pool_rows: int, configs: dict, seed: int) -> SplitPlan:
     return SplitPlan(pool_rows, seed, dict(sorted(sizes.items(), key=lambda kv: kv[1])), order)
 
 
-def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int = 65536,
+def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int | None = None,
                        tmp_dir: str | Path | None = None, on_rows=None) -> Iterator[pa.Table]:
     """Yield the pool rows listed in `order`, in that order, as consecutive tables.
 
@@ -94,19 +94,21 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
     sees the needed rows of each shard as read (in pool order), e.g. to hash them on the way.
     """
     pool_rows = read_manifest(pool_dir, "pool").rows
+    # ~64 MB buckets of 1024-d rows, but never more than 512 temporary files open at once
+    bucket_rows = bucket_rows or max(16384, -(-len(order) // 512))
     dest = np.full(pool_rows, -1, dtype=np.int64)
     dest[order] = np.arange(len(order))
     n_buckets = max(1, -(-len(order) // bucket_rows))
     with tempfile.TemporaryDirectory(prefix="vs-sonar-shuffle-", dir=tmp_dir) as tmp:
         writers: dict[int, ipc.RecordBatchFileWriter] = {}
         offset = 0
-        for shard in iter_shards(pool_dir, "pool"):
+        for shard in iter_shard_batches(pool_dir, "pool"):
             shard_dest = dest[offset : offset + shard.num_rows]
             offset += shard.num_rows
             keep = np.flatnonzero(shard_dest >= 0)
             if not len(keep):
                 continue
-            picked = shard.take(keep)
+            picked = pa.Table.from_batches([shard.take(keep)])
             if on_rows is not None:
                 on_rows(picked)
             picked = picked.append_column("_dest", pa.array(shard_dest[keep]))

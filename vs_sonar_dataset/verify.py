@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .errors import UserError
 from .release import RELEASE_MANIFEST, code_version, embedding_matrix
-from .shards import iter_shards, read_manifest, sha256_file, write_json_atomic
+from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic
 from .splits import SPLITS
 from .stats import StatsAccumulator
 
@@ -77,9 +77,8 @@ def row_digests(table: pa.Table | pa.RecordBatch) -> list[bytes]:
 
 def read_pool_digests(pool_dir) -> dict[str, bytes]:
     digests = {}
-    for shard in iter_shards(pool_dir, "pool"):
-        for batch in shard.to_batches(BATCH_ROWS):
-            digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
+    for batch in iter_shard_batches(pool_dir, "pool", BATCH_ROWS):
+        digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
     return digests
 
 
