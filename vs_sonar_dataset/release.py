@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .errors import UserError
-from .shards import PARQUET_OPTIONS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
+from .shards import PARQUET_OPTIONS, ROW_GROUP_ROWS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
 from .splits import SPLITS, iter_rows_in_order, make_plan, split_sizes
 from .stats import StatsAccumulator, stats_table
 
@@ -35,7 +35,6 @@ log = logging.getLogger("vs_sonar.build")
 
 DEFAULT_CONFIGS = {"1k": 1000, "5k": 5000, "10k": 10000}
 ROWS_PER_FILE = 100_000  # ~410 MB of 1024-d vectors per file
-ROW_GROUP_ROWS = 10_000  # ~40 MB row groups: what datasets reads as one batch
 RELEASE_MANIFEST = "release.json"
 
 
