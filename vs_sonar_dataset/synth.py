@@ -39,10 +39,11 @@ def synthetic_texts(start: int, count: int) -> list[str]:
     return out
 
 
-def synthetic_table(start: int, count: int, rng: np.random.Generator, dim: int) -> pa.Table:
+def synthetic_table(start: int, count: int, rng: np.random.Generator, dim: int, seed: int = 0) -> pa.Table:
     texts = synthetic_texts(start, count)
     vectors = rng.standard_normal((count, dim), dtype=np.float32) * np.float32(0.2 / np.sqrt(dim) * 2)
-    vectors += rng.standard_normal(dim, dtype=np.float32) * np.float32(0.01)  # a shared offset, as in SONAR
+    # an offset shared by every row of the pool, as SONAR space has one
+    vectors += np.random.default_rng([seed, 2**32]).standard_normal(dim, dtype=np.float32) * np.float32(0.01)
     seeds = [[f"train-{int(x):05d}" for x in rng.integers(0, 7473, 3)] for _ in range(count)]
     columns = {
         "id": [text_id(t) for t in texts],
@@ -73,7 +74,7 @@ def write_synthetic_pool(out, rows: int, seed: int = 0, dim: int = EMBEDDING_DIM
     with tqdm(total=rows, initial=done, unit="row", desc="synth-pool", disable=not progress) as bar:
         while done < rows:
             count = min(shard_rows, rows - done)
-            writer.write(synthetic_table(done, count, rng, dim), stats={"rows": done + count})
+            writer.write(synthetic_table(done, count, rng, dim, seed), stats={"rows": done + count})
             rng = np.random.default_rng([seed, writer.resumed_shards])  # each shard's rows depend on its index only
             done += count
             bar.update(count)
