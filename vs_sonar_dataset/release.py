@@ -110,15 +110,16 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     all_stats, probabilities = {}, []
     position = {s: 0 for s in SPLITS}  # rows of each split's pool written so far
     current = 0  # index into SPLITS
-    with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar:
-        if pool_digests is not None:
-            from .verify import row_digests
+    collect = None
+    if pool_digests is not None:
+        from .verify import row_digests
 
-            def collect(rows):
-                for batch in rows.to_batches(8192):
-                    pool_digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
-        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent,
-                                        on_rows=collect if pool_digests is not None else None):
+        def collect(rows):
+            for batch in rows.to_batches(ROW_GROUP_ROWS):
+                pool_digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
+
+    with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar:
+        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent, on_rows=collect):
             while table.num_rows:
                 split = SPLITS[current]
                 take = min(table.num_rows, pool_sizes[split] - position[split])
@@ -151,7 +152,8 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
         "splits": {c: split_sizes(size) for c, size in plan.configs.items()},
         "data_files": {c: {s: w.files for (c2, s), w in writers.items() if c2 == c} for c in plan.configs},
         "embedding_dim": pool.embedding_dim,
-        "pool": {"rows": pool.rows, "synthetic": pool.synthetic, "config": pool.config, "stats": pool.stats,
+        "pool": {"rows": pool.rows, "synthetic": pool.synthetic, "config": without_local_paths(pool.config),
+                 "stats": pool.stats,
                  "manifest_sha256": sha256_file(pool_dir / "manifest.json")},
         "provenance": _provenance(work, plan.largest),
         "build_seconds": None,
@@ -168,6 +170,17 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     work.rename(out_dir)
     log.info("release at %s: configs %s in %.1f s", out_dir, ", ".join(plan.configs), time.time() - started)
     return manifest
+
+
+def without_local_paths(value):
+    """The run config as published: absolute local paths (model folders, asset dirs) keep only their last part."""
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        return f"<local>/{Path(value).name}"
+    return value
 
 
 def _write_piece(piece: pa.Table, split: str, start: int, writers: dict, plan) -> None:

@@ -84,3 +84,12 @@ def test_failure_mid_build_leaves_previous_release(small_pool, small_release, tm
     with pytest.raises(ShardError, match="shard-00003.parquet"):
         build_release(shard, small_release, SMALL_SIZES, progress=False)
     assert (small_release / "release.json").read_text() == before
+
+
+def test_published_config_keeps_no_local_paths():
+    from vs_sonar_dataset.release import without_local_paths
+
+    config = {"embed": {"asset_dir": "/home/me/runs/x/fixtures/tiny_sonar", "encoder": "tiny"},
+              "paths": ["/data/gsm8k", "openai/gsm8k"], "seed": 3}
+    assert without_local_paths(config) == {"embed": {"asset_dir": "<local>/tiny_sonar", "encoder": "tiny"},
+                                           "paths": ["<local>/gsm8k", "openai/gsm8k"], "seed": 3}
