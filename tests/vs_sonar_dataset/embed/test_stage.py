@@ -1,0 +1,182 @@
+"""The embed stage end to end on the tiny SONAR fixture: pool contents, dedup records, broken vectors, target
+size, and SIGKILL at random points followed by a resume."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from vs_sonar_dataset import shards
+from vs_sonar_dataset.embed.config import EmbedConfig
+from vs_sonar_dataset.embed.stage import DROPPED_FILE, DROPPED_SCHEMA, run_embed
+from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.schema import pool_schema
+from vs_sonar_dataset.textnorm import text_id
+
+from .conftest import TEST_DIM, needs_sonar, write_candidates
+
+pytestmark = needs_sonar
+
+
+@pytest.fixture(scope="module")
+def texts(train_texts):
+    """Training sentences, then case variants (same id) and punctuation variants (near-duplicates)."""
+    return train_texts + [t.upper() for t in train_texts[:4]] + [t[:-1] + "!" for t in train_texts[4:9]]
+
+
+def config(tiny_sonar, **overrides):
+    return EmbedConfig(encoder="tiny_sonar_encoder", asset_dir=str(tiny_sonar), device="cpu", **overrides).validate()
+
+
+def dropped(pool):
+    return pq.read_table(pool / DROPPED_FILE)
+
+
+def test_pool_rows_vectors_and_dropped_records(tmp_path, tiny_sonar, encoder, texts, train_texts):
+    cands = write_candidates(tmp_path / "cands", texts)
+    manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=16), encoder)
+    pool = shards.read_table(tmp_path / "pool", "pool")
+    assert manifest.complete and manifest.embedding_dim == TEST_DIM
+    assert pool.schema.equals(pool_schema(TEST_DIM), check_metadata=False)
+    assert pool.column("instruction").to_pylist() == train_texts
+    assert set(pool.column("encoder").to_pylist()) == {"tiny_sonar_encoder"}
+    stored = pool.column("embedding").combine_chunks().values.to_numpy().reshape(-1, TEST_DIM)
+    np.testing.assert_allclose(stored, encoder.encode_batch(train_texts), atol=1e-5)
+
+    records = dropped(tmp_path / "pool")
+    assert records.schema.equals(DROPPED_SCHEMA)
+    rows = records.to_pylist()
+    assert [r["reason"] for r in rows] == ["duplicate_id"] * 4 + ["duplicate"] * 5
+    for r, source in zip(rows[4:], train_texts[4:9]):
+        assert r["duplicate_of"] == text_id(source) and 0.95 <= r["cosine"] <= 1.0
+    assert [r["input_index"] for r in rows] == list(range(len(train_texts), len(texts)))
+    stats = manifest.stats
+    assert (stats["kept"], stats["dropped_duplicate"], stats["dropped_duplicate_id"]) == (len(train_texts), 5, 4)
+    assert manifest.config["dedup"]["method"] == "exact" and stats["dropped_rows_sha256"]
+
+
+def test_same_pool_whatever_batching_and_chunking(tmp_path, tiny_sonar, encoder, texts):
+    cands = write_candidates(tmp_path / "cands", texts)
+    results = []
+    for i, settings in enumerate([dict(chunk_rows=3, tokens_per_batch=512, dedup_block_rows=2),
+                                  dict(chunk_rows=1000, tokens_per_batch=100000, dedup_block_rows=1000)]):
+        run_embed(cands, tmp_path / f"pool{i}", config(tiny_sonar, **settings), encoder)
+        pool = shards.read_table(tmp_path / f"pool{i}", "pool")
+        results.append((pool.column("id").to_pylist(), dropped(tmp_path / f"pool{i}").column("id").to_pylist(),
+                        pool.column("embedding").combine_chunks().values.to_numpy()))
+    assert results[0][0] == results[1][0] and results[0][1] == results[1][1]
+    np.testing.assert_allclose(results[0][2], results[1][2], atol=1e-5)
+
+
+def test_stops_at_target_rows(tmp_path, tiny_sonar, encoder, texts):
+    cands = write_candidates(tmp_path / "cands", texts)
+    manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=8, target_rows=20), encoder)
+    assert manifest.rows == 20 and manifest.stats["target_reached"] and manifest.complete
+    assert manifest.stats["input_rows_done"] == 20  # no duplicates among the first 20 candidates
+    again = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=8, target_rows=20), encoder)
+    assert again.rows == 20  # a complete pool is left as it is
+
+
+class BreaksSomeVectors:
+    """The real encoder, with the vectors of chosen texts replaced by broken ones (which a healthy encoder
+    cannot be made to produce on demand)."""
+
+    def __init__(self, inner, broken: dict):
+        self.inner, self.broken = inner, broken
+        self.name, self.dim, self.device = inner.name, inner.dim, inner.device
+
+    def token_lengths(self, texts):
+        return self.inner.token_lengths(texts)
+
+    def encode_batch(self, texts):
+        out = self.inner.encode_batch(texts)
+        for i, t in enumerate(texts):
+            if t in self.broken:
+                out[i] = self.broken[t]
+        return out
+
+    def describe(self):
+        return self.inner.describe()
+
+
+def test_broken_vectors_are_rejected_and_never_written(tmp_path, tiny_sonar, encoder, train_texts):
+    bad = {train_texts[1]: np.nan, train_texts[5]: np.inf, train_texts[9]: 0.0}
+    cands = write_candidates(tmp_path / "cands", train_texts)
+    manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar), BreaksSomeVectors(encoder, bad))
+    pool = shards.read_table(tmp_path / "pool", "pool")
+    assert set(pool.column("instruction").to_pylist()) == set(train_texts) - set(bad)
+    assert np.isfinite(pool.column("embedding").combine_chunks().values.to_numpy()).all()
+    reasons = {r["id"]: r["reason"] for r in dropped(tmp_path / "pool").to_pylist()}
+    assert reasons == {text_id(train_texts[1]): "nan", text_id(train_texts[5]): "inf",
+                       text_id(train_texts[9]): "zero_norm"}
+    assert (manifest.stats["dropped_nan"], manifest.stats["dropped_inf"], manifest.stats["dropped_zero_norm"]) \
+        == (1, 1, 1)
+
+
+def test_resume_with_another_configuration_is_refused(tmp_path, tiny_sonar, encoder, train_texts):
+    cands = write_candidates(tmp_path / "cands", train_texts)
+    run_embed(cands, tmp_path / "pool", config(tiny_sonar, target_rows=5), encoder)
+    with pytest.raises(UserError, match="another configuration"):
+        run_embed(cands, tmp_path / "pool", config(tiny_sonar, target_rows=6), encoder)
+
+
+def embed_command(cands, pool, tiny_sonar):
+    return [sys.executable, "-m", "vs_sonar_dataset.cli", "embed", str(cands), "--out", str(pool),
+            "--encoder", "tiny_sonar_encoder", "--asset-dir", str(tiny_sonar), "--device", "cpu",
+            "--chunk-rows", "2", "--tokens-per-batch", "512"]
+
+
+def shard_count(pool):
+    try:
+        return len(json.loads((pool / "manifest.json").read_text())["shards"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_identical_pool(tmp_path, tiny_sonar, texts):
+    cands = write_candidates(tmp_path / "cands", texts)
+    env = {**os.environ, "FAIRSEQ2_USER_ASSET_DIR": str(tiny_sonar)}
+    reference = tmp_path / "reference"
+    subprocess.run(embed_command(cands, reference, tiny_sonar), check=True, cwd=REPO_ROOT, env=env,
+                   capture_output=True)
+    total = shard_count(reference)
+    pool = tmp_path / "pool"
+    rng = random.Random(7)
+    kills = 0
+    for attempt in range(4):
+        proc = subprocess.Popen(embed_command(cands, pool, tiny_sonar), cwd=REPO_ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # kill once the run has committed a random number of new shards, after a random extra delay
+        goal = min(total, shard_count(pool) + rng.randint(1, max(1, total // 4)))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and shard_count(pool) < goal and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    subprocess.run(embed_command(cands, pool, tiny_sonar), check=True, cwd=REPO_ROOT, env=env,
+                   capture_output=True)
+    ref_manifest, manifest = (json.loads((p / "manifest.json").read_text()) for p in (reference, pool))
+    assert manifest["complete"] and manifest["shards"] == ref_manifest["shards"]  # same files, same sha256
+    assert manifest["stats"] == ref_manifest["stats"]
+    assert dropped(pool).equals(dropped(reference))
+    assert not (pool / "dropped").exists()
+
+
+def test_chunk_of_only_repeated_ids(tmp_path, tiny_sonar, encoder, train_texts):
+    texts = train_texts[:4] + [t.lower() for t in train_texts[:4]] + train_texts[4:6]
+    cands = write_candidates(tmp_path / "cands", texts)
+    manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=4), encoder)
+    assert manifest.rows == 6 and manifest.stats["dropped_duplicate_id"] == 4
+    assert [s["rows"] for s in manifest.shards] == [4, 0, 2]  # the all-duplicate chunk still checkpoints

@@ -1,0 +1,51 @@
+"""`vs-sonar embed CANDIDATES --out POOL`: SONAR vectors for the candidates, semantic dedup, pool shards."""
+
+import argparse
+
+HELP = ("Embed candidate instructions with a SONAR text encoder (fp16 on GPU, fp32 on CPU; stored as fp32), "
+        "drop semantic duplicates (cosine >= threshold against every kept row) and broken vectors, and write "
+        "pool shards. Resumable: re-run the same command after a crash.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("candidates", metavar="CANDIDATES", help="candidate shard directory (from generate)")
+    parser.add_argument("--out", required=True, metavar="POOL", help="pool directory to write (or resume)")
+    parser.add_argument("--config", metavar="CONFIG.toml",
+                        help="TOML file; its [embed] table sets the options below (flags win)")
+    parser.add_argument("--encoder", help="encoder asset card name (default text_sonar_basic_encoder)")
+    parser.add_argument("--tokenizer", help="tokenizer asset card name (default: the encoder's)")
+    parser.add_argument("--asset-dir", help="folder of local fairseq2 asset cards (FAIRSEQ2_USER_ASSET_DIR)")
+    parser.add_argument("--source-lang", help="SONAR language code of the texts (default eng_Latn)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"],
+                        help="compute dtype (default auto: fp16 on GPU, fp32 on CPU)")
+    parser.add_argument("--tokens-per-batch", type=int, help="padded tokens per encoder call")
+    parser.add_argument("--max-batch-rows", type=int, help="rows per encoder call at most")
+    parser.add_argument("--chunk-rows", type=int, help="candidates per pool shard and checkpoint")
+    parser.add_argument("--dedup-threshold", type=float, help="cosine that makes a duplicate (default 0.95)")
+    parser.add_argument("--dedup-block-rows", type=int, help="kept vectors per similarity matrix product")
+    parser.add_argument("--target-rows", type=int, help="stop once the pool holds this many rows")
+    for action in parser._actions:  # unset flags fall back to the config file, so --help shows no "None"
+        if action.option_strings and action.default is None:
+            action.default = argparse.SUPPRESS
+
+
+OVERRIDES = ("encoder", "tokenizer", "asset_dir", "source_lang", "device", "dtype", "tokens_per_batch",
+             "max_batch_rows", "chunk_rows", "dedup_threshold", "dedup_block_rows", "target_rows")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .config import load_embed_config
+    from .encoders import make_encoder
+    from .stage import run_embed
+    from ..shards import read_manifest
+
+    config = load_embed_config(getattr(args, "config", None), {k: getattr(args, k, None) for k in OVERRIDES})
+    read_manifest(args.candidates, "candidates")  # a bad input fails before the model loads
+    encoder = make_encoder(config)
+    manifest = run_embed(args.candidates, args.out, config, encoder)
+    stats = manifest.stats
+    print(f"embed: {args.out}: {stats['kept']} rows kept of {stats['input_rows_done']} candidates "
+          f"(duplicates {stats['dropped_duplicate'] + stats['dropped_duplicate_id']}, broken vectors "
+          f"{stats['dropped_nan'] + stats['dropped_inf'] + stats['dropped_zero_norm']})")
+    return 0

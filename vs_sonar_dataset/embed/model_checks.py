@@ -1,0 +1,178 @@
+"""Model checks of a release: do its vectors belong to its texts, and do they decode back to them?
+
+Read straight from the release's Parquet files (RELEASE/data/{config}/{split}-NNNNN-of-NNNNN.parquet; the
+config with the most rows holds all the others), on a seeded sample:
+
+- alignment: re-encode each sampled instruction; the cosine to the stored vector must reach 0.99 for every
+  row (a misaligned or mis-encoded row falls far below);
+- round trip: decode each stored vector with the SONAR decoder (beam search, 3-gram repeat blocking),
+  re-encode the text and compare with the stored vector; a row passes at cosine ≥ 0.9, the sample passes at
+  `min_pass_rate`; the cosine between unrelated rows is reported beside it (the level a broken decoder
+  would reach: with small models unrelated rows can already sit near 0.9).
+
+Writes RELEASE/model_checks.json (MODEL_CHECKS_KEYS) and returns it.
+"""
+
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import UserError
+from ..shards import write_json_atomic
+from .config import EmbedConfig, ModelCheckConfig
+from .stage import encode_texts
+
+log = logging.getLogger("vs_sonar.model_check")
+
+MODEL_CHECKS_FILE = "model_checks.json"
+_DATA_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.parquet$")
+
+
+def largest_config_files(release: Path) -> tuple[str, list[Path]]:
+    data = release / "data"
+    if not data.is_dir():
+        raise UserError(f"{release}: no data/ folder; is this a release folder?")
+    best: tuple[int, str, list[Path]] | None = None
+    for folder in sorted(p for p in data.iterdir() if p.is_dir()):
+        files = sorted(f for f in folder.iterdir() if _DATA_FILE.match(f.name))
+        if not files:
+            continue
+        try:
+            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            names = set(pq.read_schema(files[0]).names)
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{folder}: unreadable Parquet ({e})") from None
+        if not {"id", "instruction", "embedding"} <= names:
+            continue  # e.g. the stats config
+        if best is None or rows > best[0]:
+            best = (rows, folder.name, files)
+    if best is None:
+        raise UserError(f"{data}: no config with id, instruction and embedding columns")
+    return best[1], best[2]
+
+
+def encoder_in_data(release: Path) -> str | None:
+    """The encoder named in the first row of the largest config, if its files have an `encoder` column."""
+    _, files = largest_config_files(release)
+    if "encoder" not in pq.read_schema(files[0]).names:
+        return None
+    column = pq.ParquetFile(files[0]).read_row_group(0, columns=["encoder"]).column("encoder")
+    return column[0].as_py() if len(column) else None
+
+
+def read_rows(files: list[Path]) -> pa.Table:
+    try:
+        table = pa.concat_tables(pq.read_table(f, columns=["id", "instruction", "embedding"]) for f in files)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{files[0].parent}: unreadable Parquet ({e})") from None
+    if not pa.types.is_fixed_size_list(table.schema.field("embedding").type):
+        raise UserError(f"{files[0].parent}: embedding is {table.schema.field('embedding').type}, "
+                        "expected fixed_size_list<float32>")
+    return table
+
+
+def embedding_matrix(table: pa.Table) -> np.ndarray:
+    column = table.column("embedding").combine_chunks()
+    return column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(_unit(a.astype(np.float64)) * _unit(b.astype(np.float64)), axis=1)
+
+
+def unrelated_baseline(vectors: np.ndarray) -> float:
+    """Mean cosine of each row to the next one: rows that share nothing but the model."""
+    if len(vectors) < 2:
+        return float("nan")
+    return float(rowwise_cosine(vectors, np.roll(vectors, 1, axis=0)).mean())
+
+
+def sample_indices(n: int, sample: int | None, seed: int) -> np.ndarray:
+    if sample is None or sample >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+
+
+def default_decoder_name(encoder: str) -> str:
+    """SONAR cards come in pairs: text_sonar_basic_encoder / text_sonar_basic_decoder."""
+    return encoder[: -len("encoder")] + "decoder" if encoder.endswith("encoder") else "text_sonar_basic_decoder"
+
+
+def run_model_checks(release: str | Path, embed: EmbedConfig, check: ModelCheckConfig,
+                     encoder=None, decoder=None) -> dict:
+    release = Path(release)
+    started = time.monotonic()
+    config_name, files = largest_config_files(release)
+    table = read_rows(files)
+    if table.num_rows == 0:
+        raise UserError(f"{files[0].parent}: no rows")
+    picked = sample_indices(table.num_rows, check.sample, check.seed)
+    rows = table.take(pa.array(picked))
+    ids = rows.column("id").to_pylist()
+    texts = rows.column("instruction").to_pylist()
+    stored = embedding_matrix(rows)
+    log.info("model checks on %d of %d rows of config %s", len(ids), table.num_rows, config_name)
+
+    if encoder is None:
+        from .encoders import make_encoder
+
+        encoder = make_encoder(embed)
+    if encoder.dim != stored.shape[1]:
+        raise UserError(f"encoder {encoder.name} makes {encoder.dim}-d vectors, the release holds "
+                        f"{stored.shape[1]}-d ones")
+    if decoder is None:
+        from .encoders import SonarTextDecoder
+
+        decoder = SonarTextDecoder(check.decoder, None, embed.source_lang, embed.device, embed.dtype, embed.asset_dir)
+
+    re_encoded = encode_texts(encoder, texts, embed)
+    align = rowwise_cosine(re_encoded, stored)
+    alignment = {
+        "threshold": check.alignment_threshold,
+        "min_cosine": float(align.min()),
+        "mean_cosine": float(align.mean()),
+        "failures": [i for i, c in zip(ids, align) if c < check.alignment_threshold],
+    }
+    alignment["passed"] = not alignment["failures"]
+
+    decoded = decoder.decode(stored, beam_size=check.beam_size, max_seq_len=check.max_seq_len,
+                             batch_size=check.batch_size)
+    round_cos = rowwise_cosine(encode_texts(encoder, decoded, embed), stored)
+    baseline = unrelated_baseline(stored)
+    pass_rate = float(np.mean(round_cos >= check.round_trip_threshold))
+    p05, p50, p95 = (float(v) for v in np.percentile(round_cos, [5, 50, 95]))
+    round_trip = {
+        "mean": float(round_cos.mean()), "p05": p05, "p50": p50, "p95": p95,
+        "pass_rate": pass_rate, "pass_threshold": check.round_trip_threshold,
+        "min_pass_rate": check.min_pass_rate,
+        "unrelated_baseline_mean": baseline,
+        "exact_text_rate": float(np.mean([d.strip() == t.strip() for d, t in zip(decoded, texts)])),
+        "examples": [{"id": i, "instruction": t, "decoded": d, "cosine": float(c)}
+                     for i, t, d, c in list(zip(ids, texts, decoded, round_cos))[: check.examples]],
+    }
+    # reported, not required: with min_pass_rate the user decides what a pass is; the baseline tells how
+    # much a mean cosine means for this model
+    round_trip["beats_unrelated_baseline"] = bool(len(stored) < 2 or round_trip["mean"] > baseline)
+    round_trip["passed"] = pass_rate >= check.min_pass_rate
+    result = {
+        "passed": alignment["passed"] and round_trip["passed"],
+        "encoder": encoder.name,
+        "decoder": decoder.name,
+        "config": config_name,
+        "sample_size": len(ids),
+        "seed": check.seed,
+        "alignment": alignment,
+        "round_trip": round_trip,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    write_json_atomic(release / MODEL_CHECKS_FILE, result)
+    return result
