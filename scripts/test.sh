@@ -14,7 +14,8 @@ run() {  # run PYTHON DIR... : pytest in one environment; exit code 5 (nothing c
   local rc=$?
   [ $rc -eq 0 ] || { echo "test: pytest exited $rc in $python" >&2; status=1; }
 }
-run .venv/bin/python tests --ignore=tests/vs_sonar_dataset/generate --ignore=tests/vs_sonar_dataset/embed "$@"
-[ -d tests/vs_sonar_dataset/generate ] && run .venv-generate/bin/python tests/vs_sonar_dataset/generate "$@"
-[ -d tests/vs_sonar_dataset/embed ] && run .venv-embed/bin/python tests/vs_sonar_dataset/embed "$@"
+run .venv/bin/python tests --ignore=tests/vs_sonar_dataset/generate --ignore=tests/vs_sonar_dataset/embed \
+  --ignore=tests/vs_sonar_dataset/fixtures/test_tiny_llama.py "$@"
+run .venv-generate/bin/python tests/vs_sonar_dataset/generate tests/vs_sonar_dataset/fixtures/test_tiny_llama.py "$@"
+run .venv-embed/bin/python tests/vs_sonar_dataset/embed "$@"
 exit $status

@@ -5,7 +5,8 @@ RUN_DIR/
     config.toml          the configuration, with {run_dir} resolved; a later call must use the same file
     run.json             each stage's status, seconds and log
     logs/{stage}.log     everything the stage printed
-    fixtures/            tiny models built locally when the configuration asks for them ([run] fixtures)
+    fixtures/            tiny models built locally when the configuration asks for them ([run] fixtures),
+                         each just before the first stage that needs it
     candidates/          generate's shards + manifest + summary.json
     pool/                embed's shards + manifest
     release/             the release folder (with model_checks.json and verify_report.json)
@@ -30,7 +31,7 @@ from .shards import MANIFEST, read_manifest, sha256_file, write_json_atomic
 HELP = "run every stage from GSM8K to a verified release (resumable); then publish with python -m publish --run"
 log = logging.getLogger("vs_sonar.run")
 
-# fixture name -> (environment, module that builds it into a folder)
+# fixture name -> (environment that builds it and the stage that needs it, module that builds it into a folder)
 FIXTURES = {"tiny_llama": ("generate", "vs_sonar_dataset.fixtures.tiny_llama"),
             "tiny_sonar": ("embed", "vs_sonar_dataset.fixtures.tiny_sonar")}
 RUN_KEYS = {"fixtures", "fixture_args"}
@@ -90,16 +91,17 @@ class Runner:
         self.record(stage, "done", time.time() - started)
 
     # -- stages
-    def fixtures(self) -> None:
+    def fixtures(self, stage: str) -> None:
+        """Build the fixture models the configuration asks for that `stage` needs, unless built already."""
         settings = load_table(self.config, "run", RUN_KEYS)
         extra = settings.get("fixture_args", {})
         for name in settings.get("fixtures", []):
             if name not in FIXTURES:
                 raise UserError(f"[run] fixtures: unknown fixture {name!r} (known: {', '.join(FIXTURES)})")
-            out = self.run_dir / "fixtures" / name
-            if (out / ".complete").exists():
-                continue
             env_stage, module = FIXTURES[name]
+            out = self.run_dir / "fixtures" / name
+            if env_stage != stage or (out / ".complete").exists():
+                continue
             self.execute(f"fixture-{name}", env_stage, ["-m", module, str(out), *extra.get(name, [])])
             (out / ".complete").write_text("built\n")
 
@@ -112,12 +114,13 @@ class Runner:
         cli = ["-m", "vs_sonar_dataset.cli"]
         candidates, pool, release = self.run_dir / "candidates", self.run_dir / "pool", self.run_dir / "release"
         did = []
-        self.fixtures()
         if not self.complete(candidates, "candidates"):
+            self.fixtures("generate")
             gsm8k = ["--gsm8k", self.gsm8k] if self.gsm8k else []
             self.execute("generate", "generate", [*cli, "generate", str(self.config), "--out", str(candidates), *gsm8k])
             did.append("generate")
         if not self.complete(pool, "pool"):
+            self.fixtures("embed")
             self.execute("embed", "embed", [*cli, "embed", str(candidates), "--out", str(pool),
                                             "--config", str(self.config)])
             did.append("embed")
@@ -125,6 +128,7 @@ class Runner:
             self.execute("build", None, [*cli, "build", str(pool), "--out", str(release), "--config", str(self.config)])
             did.append("build")
         if not (release / "model_checks.json").exists():
+            self.fixtures("embed")  # model checks load the same encoder and its decoder
             # exit 1 means checks ran and failed: verify reports it; anything else is a crash
             self.execute("model-check", "embed", [*cli, "model-check", str(release), "--config", str(self.config)],
                          ok_codes=(0, 1))

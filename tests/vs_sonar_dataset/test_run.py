@@ -12,7 +12,7 @@ from vs_sonar_dataset.envs import REPO_ROOT
 
 GSM8K = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
 SCALE_DOWN = {  # demo.toml line -> the same setting for a run of a few minutes
-    'num_candidates = 12000': 'num_candidates = 1300',
+    'num_candidates = 10500': 'num_candidates = 1150',
     'target_rows = 10000': 'target_rows = 1000',
     'configs = { "1k" = 1000, "5k" = 5000, "10k" = 10000 }': 'configs = { "100" = 100, "500" = 500, "1k" = 1000 }',
     'sample = 128': 'sample = 32',
