@@ -127,7 +127,8 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
                 _write_piece(piece, split, position[split], writers, plan)
                 if split == "train":
                     _add_train_rows(piece, position["train"], acc, train_cuts, all_stats)
-                    probabilities.append(piece.column("probability").to_numpy())
+                    # a copy: a zero-copy view would keep the whole bucket's buffers alive
+                    probabilities.append(piece.column("probability").to_numpy().copy())
                 position[split] += take
                 bar.update(take)
                 if position[split] == pool_sizes[split]:

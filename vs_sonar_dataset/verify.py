@@ -145,7 +145,8 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                                   disable=not progress, leave=False):
                     vectors = embedding_matrix(batch)
                     nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
-                    split_ids.append(batch.column("id"))
+                    # a copy: the column is a slice of the batch's body, embeddings included
+                    split_ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
                     if split == "train":
                         acc.add(vectors, batch.column("id").to_pylist())
                     if digests is not None:

@@ -14,7 +14,8 @@ from typing import Any
 from ..config import load_config as load_toml
 from ..errors import UserError
 
-DEDUP_METHODS = ("exact",)
+DEDUP_METHODS = ("exact", "ivf", "auto")  # see embed/dedup.py: ivf is approximate; auto = exact on cuda or
+# up to 200k pool rows, ivf for larger pools on CPU
 
 
 @dataclass
@@ -30,7 +31,7 @@ class EmbedConfig:
     max_tokens: int = 512  # the SONAR encoder's cap; longer inputs are truncated by the tokenizer
     chunk_rows: int = 4096  # candidates per pool shard (and per checkpoint)
     dedup_threshold: float = 0.95  # cosine at or above which a row duplicates a kept row
-    dedup_method: str = "exact"
+    dedup_method: str = "exact"  # exact | ivf (approximate, faiss lists; large pools on CPU) | auto
     dedup_block_rows: int = 16384  # kept vectors per matrix product (chunk_rows × this fp32 scratch)
     target_rows: int | None = None  # stop once the pool holds this many rows
 

@@ -110,7 +110,12 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
     if candidates_dir.resolve() == pool_dir.resolve():
         raise UserError("the pool must go to its own directory, not the candidates directory")
     fingerprint = _input_fingerprint(candidates_dir)
-    dedup = {"method": config.dedup_method, "threshold": config.dedup_threshold,
+    # built before the run config so that the algorithm and its index parameters are recorded there
+    expected_rows = fingerprint["rows"] if config.target_rows is None else min(config.target_rows,
+                                                                               fingerprint["rows"])
+    deduper = make_deduper(config.dedup_method, encoder.dim, config.dedup_threshold, config.dedup_block_rows,
+                           encoder.device, expected_rows)
+    dedup = {"method": config.dedup_method, "threshold": config.dedup_threshold, "algorithm": deduper.method(),
              "order": "input order; a row is kept when its cosine to every earlier kept row is below the threshold"}
     run_config = {"stage": "embed", "embed": config.to_json(), "encoder": encoder.describe(), "dedup": dedup,
                   "input": fingerprint}
@@ -122,8 +127,6 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
         shutil.rmtree(pool_dir / DROPPED_DIR, ignore_errors=True)  # left by a kill just after finishing
         return manifest
 
-    deduper = make_deduper(config.dedup_method, encoder.dim, config.dedup_threshold, config.dedup_block_rows,
-                           encoder.device)
     kept_ids: list[str] = []
     for table in shards.iter_shards(pool_dir, "pool"):  # resume: reload what earlier runs kept
         deduper.add_kept(table.column("embedding").combine_chunks().values.to_numpy(zero_copy_only=False)

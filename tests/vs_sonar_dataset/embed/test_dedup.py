@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from vs_sonar_dataset.embed.dedup import ExactDeduper
+from vs_sonar_dataset.embed.config import load_embed_config
+from vs_sonar_dataset.embed.dedup import METHOD_IVF, ExactDeduper, IVFDeduper, make_deduper
 
 THRESHOLD = 0.95
 
@@ -108,3 +109,120 @@ def test_empty_chunk():
     deduper.add_kept(np.eye(4, dtype=np.float32))
     result = deduper.process(np.zeros((0, 4), dtype=np.float32))
     assert result.processed == 0 and deduper.size == 4
+
+
+# -- the approximate (ivf) deduper ------------------------------------------------------------------------
+
+IVF = dict(nlist=16, nprobe=3, train_rows=500)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    """4000 rows shaped like an embedding space (anisotropic, shared offset) with 20% near-twins of earlier
+    rows, most at cosine 0.96-0.99, a few just below the threshold."""
+    rng = np.random.default_rng(7)
+    n, dim = 4000, 64
+    scales = (np.arange(1, dim + 1) ** -0.5).astype(np.float32)
+    x = rng.standard_normal((n, dim)).astype(np.float32) * scales + rng.standard_normal(dim).astype(np.float32) * 0.2
+    for i in np.sort(rng.choice(np.arange(1, n), n // 5, replace=False)):
+        x[i] = x[rng.integers(i)] + rng.normal(scale=rng.uniform(0.03, 0.12), size=dim).astype(np.float32) * scales
+    return x * rng.uniform(0.5, 2.0, size=(n, 1)).astype(np.float32)
+
+
+def decide(deduper, vectors, chunk, limit=None):
+    keep, dup = [], []
+    for start in range(0, len(vectors), chunk):
+        remaining = None if limit is None else limit - sum(keep)
+        if remaining is not None and remaining <= 0:
+            break
+        result = deduper.process(vectors[start:start + chunk], limit=remaining)
+        keep += result.keep.tolist()
+        dup += result.duplicate_of.tolist()
+    return np.array(keep), np.array(dup)
+
+
+@pytest.fixture(scope="module")
+def exact_and_ivf(clustered):
+    exact = decide(ExactDeduper(clustered.shape[1], THRESHOLD), clustered, 1000)
+    ivf = decide(IVFDeduper(clustered.shape[1], THRESHOLD, **IVF), clustered, 1000)
+    return exact, ivf
+
+
+def test_ivf_finds_the_duplicates_exact_finds(exact_and_ivf):
+    (exact_keep, exact_dup), (ivf_keep, ivf_dup) = exact_and_ivf
+    dropped = ~exact_keep
+    assert 600 < dropped.sum() < 900
+    recall = (dropped & ~ivf_keep).sum() / dropped.sum()
+    assert recall >= 0.99
+    assert (~ivf_keep & exact_keep).sum() == 0  # the approximation misses duplicates, never invents them
+    same = dropped & ~ivf_keep
+    assert (ivf_dup[same] == exact_dup[same]).mean() >= 0.99  # and names the same kept twin
+    # the exact phase (the first 500 kept rows) decides exactly
+    head = np.searchsorted(np.cumsum(exact_keep), IVF["train_rows"]) + 1
+    assert np.array_equal(ivf_keep[:head], exact_keep[:head])
+
+
+def test_ivf_needs_enough_lists_probed(clustered, exact_and_ivf):
+    """A single probed list out of 16 loses duplicates: the list restriction really is in force."""
+    (exact_keep, _), _ = exact_and_ivf
+    keep, _ = decide(IVFDeduper(clustered.shape[1], THRESHOLD, nlist=16, nprobe=1, train_rows=500), clustered, 1000)
+    assert (~exact_keep & ~keep).sum() / (~exact_keep).sum() < 0.99
+
+
+@pytest.mark.parametrize("chunk", [1, 333, 4000])
+def test_ivf_same_decisions_whatever_the_chunk_size(clustered, exact_and_ivf, chunk):
+    _, (keep, dup) = exact_and_ivf
+    vectors = clustered if chunk > 1 else clustered[:1200]  # row by row is slow; 1200 still crosses training
+    actual_keep, actual_dup = decide(IVFDeduper(clustered.shape[1], THRESHOLD, **IVF), vectors, chunk)
+    assert np.array_equal(actual_keep, keep[:len(vectors)]) and np.array_equal(actual_dup, dup[:len(vectors)])
+
+
+@pytest.mark.parametrize("split", [300, 2500])  # resumed before and after the index is trained
+def test_ivf_resume_from_kept_vectors(clustered, exact_and_ivf, split):
+    _, (keep, dup) = exact_and_ivf
+    first_keep, _ = decide(IVFDeduper(clustered.shape[1], THRESHOLD, **IVF), clustered[:split], 256)
+    resumed = IVFDeduper(clustered.shape[1], THRESHOLD, **IVF)
+    resumed.add_kept(clustered[:split][first_keep])
+    assert resumed.size == first_keep.sum()
+    rest_keep, rest_dup = decide(resumed, clustered[split:], 700)
+    assert np.array_equal(np.concatenate([first_keep, rest_keep]), keep)
+    assert np.array_equal(rest_dup, dup[split:])
+
+
+def test_ivf_stops_at_the_target(clustered, exact_and_ivf):
+    _, (keep, _) = exact_and_ivf
+    deduper = IVFDeduper(clustered.shape[1], THRESHOLD, **IVF)
+    actual, _ = decide(deduper, clustered, 900, limit=1500)
+    assert deduper.size == 1500 and actual[-1] and np.array_equal(actual, keep[:len(actual)])
+
+
+def test_ivf_method_records_the_index():
+    method = IVFDeduper(8, THRESHOLD, nlist=4, nprobe=2, train_rows=50).method()
+    assert (method["method"], method["nlist"], method["nprobe"], method["training_rows"]) == (METHOD_IVF, 4, 2, 50)
+    with pytest.raises(ValueError, match="nprobe"):
+        IVFDeduper(8, THRESHOLD, nlist=4, nprobe=5)
+
+
+@pytest.mark.parametrize("method, device, rows, expected", [
+    ("exact", "cpu", 10**6, ExactDeduper), ("ivf", "cpu", 10, IVFDeduper), ("auto", "cpu", 10**6, IVFDeduper),
+    ("auto", "cpu", 200_000, ExactDeduper), ("auto", "cpu", None, ExactDeduper),
+])
+def test_make_deduper_resolves_auto(method, device, rows, expected):
+    assert type(make_deduper(method, 8, THRESHOLD, 64, device, rows)) is expected
+
+
+@pytest.mark.parametrize("method", ["exact", "ivf", "auto"])
+def test_config_accepts_the_methods(tmp_path, method):
+    path = tmp_path / "run.toml"
+    path.write_text(f'[embed]\ndedup_method = "{method}"\n')
+    assert load_embed_config(path).dedup_method == method
+
+
+def test_ivf_exact_phase_in_sub_chunks_decides_the_same(clustered, exact_and_ivf, monkeypatch):
+    from vs_sonar_dataset.embed import dedup
+
+    monkeypatch.setattr(dedup, "EXACT_PHASE_CHUNK", 97)
+    _, (keep, dup) = exact_and_ivf
+    actual_keep, actual_dup = decide(IVFDeduper(clustered.shape[1], THRESHOLD, **IVF), clustered, 4000, limit=3000)
+    assert np.array_equal(actual_keep, keep[:len(actual_keep)]) and np.array_equal(actual_dup, dup[:len(actual_dup)])
+    assert actual_keep.sum() == 3000
