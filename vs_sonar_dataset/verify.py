@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -119,7 +120,8 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     else:
         report.add("rows_match_pool", False, "no --pool given: rows not compared with the pool")
 
-    datasets.disable_progress_bars() if not progress else None
+    if not progress:
+        datasets.disable_progress_bars()
     ids: dict[tuple[str, str], pa.ChunkedArray] = {}
     with tempfile.TemporaryDirectory(prefix="vs-sonar-verify-") as cache_dir:
         for config, expected_splits in manifest["splits"].items():
@@ -144,14 +146,14 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                 for batch in tqdm(iter_cached_batches(ds[split]), desc=f"verify {config}/{split}", unit="batch",
                                   disable=not progress, leave=False):
                     vectors = embedding_matrix(batch)
+                    batch_ids = batch.column("id").to_pylist()
                     nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
                     # a copy: the column is a slice of the batch's body, embeddings included
                     split_ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
                     if split == "train":
-                        acc.add(vectors, batch.column("id").to_pylist())
+                        acc.add(vectors, batch_ids)
                     if digests is not None:
-                        got = row_digests(batch)
-                        bad_rows += sum(digests.get(i) != d for i, d in zip(batch.column("id").to_pylist(), got))
+                        bad_rows += sum(digests.get(i) != d for i, d in zip(batch_ids, row_digests(batch)))
                 ids[(config, split)] = pa.chunked_array(split_ids, pa.string())
             report.add(f"{config}: finite vectors", nonfinite == 0, f"{nonfinite} rows with NaN or inf")
             if digests is not None:
@@ -170,10 +172,9 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
         _check_stats_config(release, manifest, cache_dir, report)
 
     model_report = _model_checks(release, model_checks, report)
-    verification = {"passed": None, "code_version": code_version(), "checks": report.checks,
+    verification = {"passed": report.passed, "code_version": code_version(), "checks": report.checks,
                     "model_checks": model_report}
-    verification["passed"] = report.passed
-    render_card(release, manifest, verification)
+    render_card(release, manifest, verification)  # the card's YAML is checked as rendered, then shown with all checks
     _check_card(release, manifest, report)
     verification["passed"] = report.passed
     render_card(release, manifest, verification)
@@ -238,7 +239,7 @@ def _model_checks(release: Path, mode: str, report: Report) -> dict | None:
     if mode == "run":
         from .envs import REPO_ROOT, runs_here, stage_python
 
-        python = stage_python("embed") if not runs_here("embed") else __import__("sys").executable
+        python = sys.executable if runs_here("embed") else stage_python("embed")
         result = subprocess.run([python, "-m", "vs_sonar_dataset.cli", "model-check", str(release)], cwd=REPO_ROOT)
         if result.returncode not in (0, 1) or not path.is_file():
             report.add("model checks", False, f"model-check exited {result.returncode} without a result")
