@@ -69,7 +69,7 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
                  force: bool = False, allow_synthetic: bool = False, allow_fixture: bool = False) -> dict:
     """Push; returns {"commit": sha or None, "added": [...], "deleted": [...], "url": ...}."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
     release = Path(release)
     manifest = check_release(release, allow_synthetic, allow_fixture)
@@ -103,9 +103,7 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
             repo, operations, repo_type="dataset", revision=branch,
             commit_message=f"vs-sonar release ({', '.join(manifest['configs'])}; code {manifest['code_version']})",
         )
-    except HfHubHTTPError as e:
-        raise _explain(e, repo, endpoint) from None
-    except OSError as e:  # connection refused, DNS, timeouts
+    except OSError as e:  # HTTP errors (HfHubHTTPError is an OSError), connection refused, timeouts
         raise _explain(e, repo, endpoint) from None
     except RuntimeError as e:  # the client wraps failed file uploads; nothing was committed
         cause = e.__cause__ if e.__cause__ is not None else e
