@@ -47,8 +47,7 @@ def card_metadata(release: Path, manifest: dict):
         splits = SplitDict()
         for split, paths in files.items():
             rows = sum(pq.ParquetFile(release / p).metadata.num_rows for p in paths)
-            nbytes = sum(pq.ParquetFile(release / p).metadata.serialized_size for p in paths)
-            splits.add(SplitInfo(name=split, num_examples=rows, num_bytes=_arrow_bytes(release, paths) or nbytes))
+            splits.add(SplitInfo(name=split, num_examples=rows, num_bytes=_arrow_bytes(release, paths)))
         infos[config] = DatasetInfo(features=datasets.Features.from_arrow_schema(schema), splits=splits)
     metadata_configs["stats"] = {"data_files": [{"split": "stats", "path": "data/stats/*.parquet"}]}
     MetadataConfigs(metadata_configs).to_dataset_card_data(card)
