@@ -33,6 +33,9 @@ class EmbedConfig:
     dedup_threshold: float = 0.95  # cosine at or above which a row duplicates a kept row
     dedup_method: str = "exact"  # exact | ivf (approximate, faiss lists; large pools on CPU) | auto
     dedup_block_rows: int = 16384  # kept vectors per matrix product (chunk_rows × this fp32 scratch)
+    ivf_lists: int = 1024  # ivf only: k-means lists over the kept rows
+    ivf_probes: int = 24  # ivf only: lists scanned per row (more: higher recall, slower)
+    ivf_training_rows: int = 50_000  # ivf only: kept rows decided exactly, then used to train the lists
     target_rows: int | None = None  # stop once the pool holds this many rows
 
     def validate(self) -> "EmbedConfig":
@@ -43,9 +46,13 @@ class EmbedConfig:
                             f"not {self.dedup_method!r}")
         if not 0.0 < self.dedup_threshold <= 1.0:
             raise UserError(f"[embed] dedup_threshold must be in (0, 1], not {self.dedup_threshold}")
-        for name in ("tokens_per_batch", "max_batch_rows", "max_tokens", "chunk_rows", "dedup_block_rows"):
+        for name in ("tokens_per_batch", "max_batch_rows", "max_tokens", "chunk_rows", "dedup_block_rows",
+                     "ivf_lists", "ivf_probes", "ivf_training_rows"):
             if getattr(self, name) < 1:
                 raise UserError(f"[embed] {name} must be a positive integer")
+        if not self.ivf_probes <= self.ivf_lists <= self.ivf_training_rows:
+            raise UserError(f"[embed] need ivf_probes ({self.ivf_probes}) <= ivf_lists ({self.ivf_lists}) <= "
+                            f"ivf_training_rows ({self.ivf_training_rows})")
         if self.target_rows is not None and self.target_rows < 1:
             raise UserError("[embed] target_rows must be a positive integer")
         if self.tokens_per_batch < self.max_tokens:

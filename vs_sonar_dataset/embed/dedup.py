@@ -112,6 +112,9 @@ class ExactDeduper:
         return DedupResult(processed, keep, duplicate_of, cosine)
 
 
+# kept rows in the lists are stored in half precision: 1M x 1024 takes 2 GB instead of 4. A stored component
+# moves by at most 2^-11 of itself, so a cosine moves by about 1e-5 for 1024-d unit rows (2^-11 at worst).
+LIST_DTYPE = torch.float16
 EXACT_PHASE_CHUNK = 4096  # rows per exact-phase call (decisions do not depend on it)
 
 
@@ -139,15 +142,16 @@ class IVFDeduper:
     retrains on the same first rows). Caveats: float rounding of a cosine within ~1e-6 of the threshold,
     or of a centroid score within ~1e-6 of a neighbour's, may decide differently under another chunking;
     the k-means may round differently on another machine or thread count, so resume on the same machine.
-    A duplicate whose kept twin sits outside the probed lists is kept (the approximation: lower recall,
-    never a false drop).
+    A duplicate whose kept twin sits outside the probed lists is kept (the approximation: lower recall).
+    Listed rows are stored in half precision (LIST_DTYPE), so a cosine to them may be off by ~1e-5: a row
+    that close to the threshold may be decided otherwise than by exact dedup.
 
     faiss trains the centroids; the lists are torch tensors scanned list by list as matrix products (all
     rows of a chunk that probe a list at once). faiss's own IndexIVFFlat scans one query at a time, which is
     memory-bound here (~1.5 GMAC/s on 2 cores against ~30 for the grouped products), so bigger chunks help.
-    Defaults (1024 lists, 24 probed, trained on 50k rows) gave 0.997 recall of the duplicates exact dedup
-    finds on a 100k synthetic sample (benchmarks/bench_dedup.py --approx). Memory: the kept vectors (fp32)
-    plus at most 1/4 growth slack per list.
+    Defaults (1024 lists, 24 probed, trained on 50k rows): see benchmarks/bench_dedup.py --approx for the
+    recall of the duplicates exact dedup finds, time and memory. Memory: the kept vectors at 2 bytes a
+    component plus at most 1/4 growth slack per list.
     """
 
     def __init__(self, dim: int, threshold: float = 0.95, block_rows: int = 16384, nlist: int = 1024,
@@ -168,6 +172,7 @@ class IVFDeduper:
     def method(self) -> dict:
         return {"method": METHOD_IVF, "nlist": self.nlist, "nprobe": self.nprobe,
                 "training_rows": self.train_rows, "exact_before_training": True, "kmeans_seed": self.seed,
+                "list_dtype": str(LIST_DTYPE).removeprefix("torch."),
                 "kmeans": "faiss spherical", "kmeans_iterations": self.kmeans_iterations,
                 "rule": "after the first training_rows kept rows, a row is compared only with the kept rows in "
                         "the nprobe lists whose centroids are nearest to it"}
@@ -182,7 +187,7 @@ class IVFDeduper:
                               spherical=True, min_points_per_centroid=1, max_points_per_centroid=10**9)
         kmeans.train(head)
         self._centroids = torch.from_numpy(np.ascontiguousarray(kmeans.centroids))
-        self._lists = [torch.empty((0, self.dim)) for _ in range(self.nlist)]
+        self._lists = [torch.empty((0, self.dim), dtype=LIST_DTYPE) for _ in range(self.nlist)]
         self._list_ids = [torch.empty(0, dtype=torch.int64) for _ in range(self.nlist)]
         size, self.size = self.size, 0
         x = torch.from_numpy(head.copy())
@@ -203,7 +208,8 @@ class IVFDeduper:
             rows = torch.from_numpy(order[bounds[l]:bounds[l + 1]])
             size, need = int(self._list_sizes[l]), int(self._list_sizes[l]) + len(rows)
             if need > self._lists[l].shape[0]:  # grow by 1/4: small slack, still amortized linear
-                grown = torch.empty((max(need, self._lists[l].shape[0] * 5 // 4 + 16), self.dim))
+                grown = torch.empty((max(need, self._lists[l].shape[0] * 5 // 4 + 16), self.dim),
+                                    dtype=LIST_DTYPE)
                 grown[:size] = self._lists[l][:size]
                 self._lists[l] = grown
                 grown_ids = torch.empty(grown.shape[0], dtype=torch.int64)
@@ -285,7 +291,8 @@ class IVFDeduper:
             q = x[askers]
             size = int(self._list_sizes[l])
             if size:
-                value, index = (q @ self._lists[l][:size].T).max(dim=1)  # first max: lowest id in list
+                # fp32 products of the fp16-stored rows: fast wherever fp32 matmul is
+                value, index = (q @ self._lists[l][:size].float().T).max(dim=1)  # first max: lowest id
                 ids = self._list_ids[l][index]
                 current, current_id = best[askers], best_id[askers]
                 better = (value > current) | ((value == current) & (ids < current_id))
@@ -339,10 +346,11 @@ def resolve_method(method: str, device: str, expected_rows: int | None) -> str:
 
 
 def make_deduper(method: str, dim: int, threshold: float, block_rows: int, device: str,
-                 expected_rows: int | None = None):
+                 expected_rows: int | None = None, ivf: dict | None = None):
+    """ivf: IVFDeduper's nlist / nprobe / train_rows, when the method resolves to ivf."""
     method = resolve_method(method, device, expected_rows)
     if method == "exact":
         return ExactDeduper(dim, threshold, block_rows, device)
     if method == "ivf":
-        return IVFDeduper(dim, threshold, block_rows)
+        return IVFDeduper(dim, threshold, block_rows, **(ivf or {}))
     raise ValueError(f"unknown dedup method {method!r}")

@@ -114,7 +114,9 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
     expected_rows = fingerprint["rows"] if config.target_rows is None else min(config.target_rows,
                                                                                fingerprint["rows"])
     deduper = make_deduper(config.dedup_method, encoder.dim, config.dedup_threshold, config.dedup_block_rows,
-                           encoder.device, expected_rows)
+                           encoder.device, expected_rows,
+                           ivf={"nlist": config.ivf_lists, "nprobe": config.ivf_probes,
+                                "train_rows": config.ivf_training_rows})
     dedup = {"method": config.dedup_method, "threshold": config.dedup_threshold, "algorithm": deduper.method(),
              "order": "input order; a row is kept when its cosine to every earlier kept row is below the threshold"}
     run_config = {"stage": "embed", "embed": config.to_json(), "encoder": encoder.describe(), "dedup": dedup,

@@ -76,6 +76,22 @@ def test_same_pool_whatever_batching_and_chunking(tmp_path, tiny_sonar, encoder,
     np.testing.assert_allclose(results[0][2], results[1][2], atol=1e-5)
 
 
+def test_ivf_dedup_probing_every_list_keeps_what_exact_keeps(tmp_path, tiny_sonar, encoder, texts):
+    """With every list probed the approximation has nothing to miss: the stage's ivf path (train after a few
+    exact rows, then listed scans of fp16 rows) must then keep and drop exactly what exact dedup does."""
+    cands = write_candidates(tmp_path / "cands", texts)
+    pools = {}
+    for method, extra in [("exact", {}), ("ivf", dict(ivf_lists=4, ivf_probes=4, ivf_training_rows=8))]:
+        manifest = run_embed(cands, tmp_path / method, config(tiny_sonar, chunk_rows=5, dedup_method=method,
+                                                              **extra), encoder)
+        pools[method] = (shards.read_table(tmp_path / method, "pool").column("id").to_pylist(),
+                         dropped(tmp_path / method).column("duplicate_of").to_pylist())
+    algorithm = manifest.config["dedup"]["algorithm"]
+    assert (algorithm["method"], algorithm["nlist"], algorithm["nprobe"], algorithm["training_rows"]) == \
+        ("faiss-ivf-cosine", 4, 4, 8)
+    assert pools["ivf"] == pools["exact"] and len(pools["exact"][1]) == 9
+
+
 def test_stops_at_target_rows(tmp_path, tiny_sonar, encoder, texts):
     cands = write_candidates(tmp_path / "cands", texts)
     manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=8, target_rows=20), encoder)
