@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from . import __version__
+from .background import OrderedBackground
 from .errors import UserError
 from .shards import PARQUET_OPTIONS, ROW_GROUP_ROWS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
 from .splits import SPLITS, iter_rows_in_order, make_plan, split_sizes
@@ -118,13 +119,15 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
             for batch in rows.to_batches(ROW_GROUP_ROWS):
                 pool_digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
 
-    with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar:
+    # Parquet encoding and writing run in one background thread, in order, while this one does the stats
+    with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar, \
+            OrderedBackground() as background:
         for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent, on_rows=collect):
             while table.num_rows:
                 split = SPLITS[current]
                 take = min(table.num_rows, pool_sizes[split] - position[split])
                 piece, table = table.slice(0, take), table.slice(take)
-                _write_piece(piece, split, position[split], writers, plan)
+                background.submit(_write_piece, piece, split, position[split], writers, plan)
                 if split == "train":
                     _add_train_rows(piece, position["train"], acc, train_cuts, all_stats)
                     # a copy: a zero-copy view would keep the whole bucket's buffers alive

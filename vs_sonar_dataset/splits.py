@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from .background import OrderedBackground, prefetched
 from .errors import UserError
 from .shards import iter_shard_batches, read_manifest
 
@@ -90,8 +91,9 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
 
     An external bucket shuffle: one sequential pass sends each needed row to the temporary Arrow file of the
     bucket that holds its output position; then each bucket is read back, put in order and yielded.
-    Memory stays at about one shard plus one bucket, whatever the pool size. `on_rows(table)`, if given,
-    sees the needed rows of each shard as read (in pool order), e.g. to hash them on the way.
+    Memory stays at a few batches plus one bucket, whatever the pool size. Decoding, temporary writes and
+    read-backs run in background threads (see background.py). `on_rows(table)`, if given, sees the needed rows
+    of each pool batch as read (grouped by bucket), e.g. to hash them on the way.
     """
     pool_rows = read_manifest(pool_dir, "pool").rows
     # ~64 MB buckets of 1024-d rows, but never more than 512 temporary files open at once
@@ -101,30 +103,38 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
     n_buckets = max(1, -(-len(order) // bucket_rows))
     with tempfile.TemporaryDirectory(prefix="vs-sonar-shuffle-", dir=tmp_dir) as tmp:
         writers: dict[int, ipc.RecordBatchFileWriter] = {}
-        offset = 0
-        for shard in iter_shard_batches(pool_dir, "pool"):
-            shard_dest = dest[offset : offset + shard.num_rows]
-            offset += shard.num_rows
-            keep = np.flatnonzero(shard_dest >= 0)
-            if not len(keep):
-                continue
-            picked = pa.Table.from_batches([shard.take(keep)])
-            if on_rows is not None:
-                on_rows(picked)
-            picked = picked.append_column("_dest", pa.array(shard_dest[keep]))
-            buckets = shard_dest[keep] // bucket_rows
-            for b in np.unique(buckets):
-                part = picked.filter(pa.array(buckets == b))
-                if b not in writers:
-                    writers[b] = ipc.new_file(Path(tmp) / f"{b}.arrow", part.schema)
-                writers[b].write_table(part)
-            del picked
+        with OrderedBackground() as background:
+            offset = 0
+            for batch in prefetched(iter_shard_batches(pool_dir, "pool")):
+                batch_dest = dest[offset : offset + batch.num_rows]
+                offset += batch.num_rows
+                keep = np.flatnonzero(batch_dest >= 0)
+                if not len(keep):
+                    continue
+                keep = keep[np.argsort(batch_dest[keep] // bucket_rows, kind="stable")]  # grouped by bucket
+                picked = pa.Table.from_batches([batch.take(keep)])  # the one copy of this pass
+                if on_rows is not None:
+                    on_rows(picked)
+                picked = picked.append_column("_dest", pa.array(batch_dest[keep]))
+                buckets = batch_dest[keep] // bucket_rows
+                starts = np.flatnonzero(np.r_[True, np.diff(buckets) != 0])
+                for start, end in zip(starts, np.r_[starts[1:], len(keep)]):
+                    b = int(buckets[start])
+                    if b not in writers:
+                        writers[b] = ipc.new_file(Path(tmp) / f"{b}.arrow", picked.schema)
+                    background.submit(writers[b].write_table, picked.slice(start, end - start))
         for w in writers.values():
             w.close()
-        for b in range(n_buckets):
-            path = Path(tmp) / f"{b}.arrow"
-            with ipc.open_file(pa.OSFile(str(path))) as reader:
-                table = reader.read_all()
-            path.unlink()
-            positions = table.column("_dest").to_numpy()
-            yield table.drop_columns("_dest").take(np.argsort(positions, kind="stable"))
+
+        def read_back():
+            for b in range(n_buckets):
+                path = Path(tmp) / f"{b}.arrow"
+                with pa.memory_map(str(path)) as source:
+                    table = ipc.open_file(source).read_all()
+                    positions = table.column("_dest").to_numpy()
+                    ordered = table.drop_columns("_dest").take(np.argsort(positions, kind="stable"))
+                    del table  # the map is closed next; only the ordered copy survives
+                path.unlink()
+                yield ordered
+
+        yield from prefetched(read_back(), depth=1)

@@ -30,7 +30,8 @@ class StatsAccumulator:
         self.count = 0
         self.mean = np.zeros(dim, np.float64)
         self.m2 = np.zeros(dim, np.float64)
-        self.pending: list[np.ndarray] = []
+        # rows of the current block, already float64; filled in place (no per-call temporaries to page in)
+        self._block = np.empty((BLOCK_ROWS, dim), np.float64)
         self.pending_rows = 0
         self.norms: list[np.ndarray] = []
         self.ids_digest = hashlib.sha256()
@@ -39,46 +40,39 @@ class StatsAccumulator:
         if len(vectors) != len(ids):
             raise ValueError("vectors and ids differ in length")
         self.ids_digest.update("".join(i + "\n" for i in ids).encode())
-        self.pending.append(vectors)
-        self.pending_rows += len(vectors)
-        if self.pending_rows >= BLOCK_ROWS:
-            rows = np.concatenate(self.pending)
-            full = len(rows) - len(rows) % BLOCK_ROWS
-            for start in range(0, full, BLOCK_ROWS):
-                self._merge_block(rows[start : start + BLOCK_ROWS])
-            self.pending = [rows[full:]]
-            self.pending_rows = len(rows) - full
-
-    def _merge_block(self, block: np.ndarray, state=None):
-        count, mean, m2 = state or (self.count, self.mean, self.m2)
-        x = block.astype(np.float64)
-        if state is None:  # a committed block: keep its norms (a snapshot's partial block reports its own)
-            self.norms.append(np.sqrt(np.einsum("ij,ij->i", x, x)))
-        n_b = len(x)
-        mean_b = x.mean(axis=0)
-        m2_b = ((x - mean_b) ** 2).sum(axis=0)
-        n = count + n_b
-        delta = mean_b - mean
-        mean = mean + delta * (n_b / n)
-        m2 = m2 + m2_b + delta**2 * (count * n_b / n)
-        if state is not None:
-            return n, mean, m2
-        self.count, self.mean, self.m2 = n, mean, m2
+        while len(vectors):
+            take = min(len(vectors), BLOCK_ROWS - self.pending_rows)
+            np.copyto(self._block[self.pending_rows : self.pending_rows + take], vectors[:take])
+            self.pending_rows += take
+            vectors = vectors[take:]
+            if self.pending_rows == BLOCK_ROWS:
+                self.norms.append(self._norms(self._block))
+                self.count, self.mean, self.m2 = self._merged(self._block, self.count, self.mean, self.m2)
+                self.pending_rows = 0
 
     @staticmethod
-    def partial_norms(rows: np.ndarray) -> np.ndarray:
-        x = rows.astype(np.float64)
+    def _merged(x: np.ndarray, count: int, mean: np.ndarray, m2: np.ndarray):
+        """Chan's merge of block x into (count, mean, m2). Overwrites x with its deviations."""
+        n_b = len(x)
+        mean_b = x.mean(axis=0)
+        np.subtract(x, mean_b, out=x)
+        m2_b = np.square(x, out=x).sum(axis=0)
+        n = count + n_b
+        delta = mean_b - mean
+        return n, mean + delta * (n_b / n), m2 + m2_b + delta**2 * (count * n_b / n)
+
+    @staticmethod
+    def _norms(x: np.ndarray) -> np.ndarray:
         return np.sqrt(np.einsum("ij,ij->i", x, x))
 
     def all_norms(self) -> np.ndarray:
         """L2 norms of every row added so far (float64)."""
-        pending = [self.partial_norms(np.concatenate(self.pending))] if self.pending_rows else []
-        return np.concatenate(self.norms + pending)
+        return np.concatenate(self.norms + [self._norms(self._block[: self.pending_rows])])
 
     def snapshot(self, config: str) -> dict:
         count, mean, m2 = self.count, self.mean, self.m2
-        if self.pending_rows:
-            count, mean, m2 = self._merge_block(np.concatenate(self.pending), (count, mean, m2))
+        if self.pending_rows:  # the partial block counts in this snapshot and stays pending (merged on a copy)
+            count, mean, m2 = self._merged(self._block[: self.pending_rows].copy(), count, mean, m2)
         if count == 0:
             raise UserError(f"config {config!r} has no train rows to compute stats from")
         std = np.sqrt(m2 / count)

@@ -1,9 +1,9 @@
 """`vs-sonar verify`: prove that a release folder is what the card says, by loading it as users will.
 
-Every config is loaded with datasets.load_dataset(RELEASE, config) and checked: split sizes, features exactly
-fixed_size_list<float32>[dim], no NaN/inf, ids unique and in one split only, nesting (each smaller config is a
-prefix of each larger one, split by split), every row bitwise equal to the pool row with its id, stats recomputed
-equal. Then the card's YAML is parsed by huggingface_hub and datasets. Model checks (SONAR alignment and round
+Every config is loaded with datasets.load_dataset(RELEASE, config) (streamed above STREAM_ABOVE_ROWS rows) and
+checked: split sizes, features exactly fixed_size_list<float32>[dim], no NaN/inf, ids unique and in one split
+only, nesting (each smaller config is a prefix of each larger one, split by split), every row bitwise equal to the
+pool row with its id, stats recomputed equal. Then the card's YAML is parsed by huggingface_hub and datasets. Model checks (SONAR alignment and round
 trip) come from model_checks.json, written by `vs-sonar model-check` in the embed environment.
 
 The report (verify_report.json) lists every check and the sha256 of every file of the release; publish pushes
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from .background import prefetched
 from .errors import UserError
 from .release import RELEASE_MANIFEST, code_version, embedding_matrix
 from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic
@@ -84,12 +86,23 @@ def read_pool_digests(pool_dir) -> dict[str, bytes]:
     return digests
 
 
+# Configs above this many rows are loaded with streaming=True: the same files through the same builder, without
+# the Arrow cache copy that a non-streaming load writes (for 1M rows, 4 GB written to disk a second time).
+STREAM_ABOVE_ROWS = 200_000
+
+
 def iter_cached_batches(dataset):
     """The rows load_dataset produced, read from its Arrow cache files with plain reads (no memory map)."""
     for cache in dataset.cache_files:
         with pa.ipc.open_stream(pa.OSFile(cache["filename"])) as reader:
             for batch in reader:
                 yield batch
+
+
+def iter_streamed_batches(dataset):
+    """The rows of a streaming load_dataset split, as Arrow record batches (no Python rows)."""
+    for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS):
+        yield from table.to_batches()
 
 
 def verify_release(release, pool=None, model_checks: str = "existing", progress: bool = True,
@@ -126,28 +139,29 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     ids: dict[tuple[str, str], pa.ChunkedArray] = {}
     with tempfile.TemporaryDirectory(prefix="vs-sonar-verify-") as cache_dir:
         for config, expected_splits in manifest["splits"].items():
+            streaming = sum(expected_splits.values()) > STREAM_ABOVE_ROWS
+            how = "streaming" if streaming else "prepared"
             try:
-                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir)
+                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir, streaming=streaming)
             except Exception as e:  # any failure to load is the finding itself
                 report.add(f"{config}: load_dataset", False, f"{type(e).__name__}: {e}")
                 continue
-            report.add(f"{config}: load_dataset", True, f"splits {', '.join(ds)}")
-            sizes = {s: ds[s].num_rows for s in ds}
-            report.add(f"{config}: split sizes", sizes == expected_splits, json.dumps(sizes))
-            feature = ds["train"].features.get("embedding")
-            arrow_type = ds["train"].data.schema.field("embedding").type
-            report.add(f"{config}: embedding feature", arrow_type == pa.list_(pa.float32(), dim)
-                       and isinstance(feature, datasets.List) and feature.length == dim, str(arrow_type))
+            report.add(f"{config}: load_dataset", True, f"{how}; splits {', '.join(ds)}")
+            feature = (ds["train"].features or {}).get("embedding") if "train" in ds else None
             acc = StatsAccumulator(dim)
-            bad_rows, nonfinite = 0, 0
+            sizes, types, bad_rows, nonfinite = {}, set(), 0, 0
             for split in SPLITS:
                 if split not in ds:
                     continue
-                split_ids = []
-                for batch in tqdm(iter_cached_batches(ds[split]), desc=f"verify {config}/{split}", unit="batch",
-                                  disable=not progress, leave=False):
+                batches = prefetched(iter_streamed_batches(ds[split]) if streaming
+                                     else iter_cached_batches(ds[split]))  # decoding overlaps the checks
+                split_ids, sizes[split] = [], 0
+                for batch in tqdm(batches, desc=f"verify {config}/{split}", unit="batch", disable=not progress,
+                                  leave=False):
+                    types.add(batch.schema.field("embedding").type)
                     vectors = embedding_matrix(batch)
                     batch_ids = batch.column("id").to_pylist()
+                    sizes[split] += batch.num_rows
                     nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
                     # a copy: the column is a slice of the batch's body, embeddings included
                     split_ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
@@ -156,6 +170,10 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                     if digests is not None:
                         bad_rows += sum(digests.get(i) != d for i, d in zip(batch_ids, row_digests(batch)))
                 ids[(config, split)] = pa.chunked_array(split_ids, pa.string())
+            report.add(f"{config}: split sizes", sizes == expected_splits, json.dumps(sizes))
+            report.add(f"{config}: embedding feature", types == {pa.list_(pa.float32(), dim)}
+                       and isinstance(feature, datasets.List) and feature.length == dim,
+                       ", ".join(sorted(map(str, types))))
             report.add(f"{config}: finite vectors", nonfinite == 0, f"{nonfinite} rows with NaN or inf")
             if digests is not None:
                 report.add(f"{config}: rows match pool", bad_rows == 0,
@@ -186,9 +204,11 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
 
 
 def release_files(release: Path) -> dict[str, str]:
-    """sha256 of every file of a release but the report itself (what verify vouches for)."""
-    return {str(p.relative_to(release)): sha256_file(p) for p in sorted(Path(release).rglob("*"))
-            if p.is_file() and p.name != REPORT and not p.name.startswith(".")}
+    """sha256 of every file of a release but the report itself (what verify vouches for), two files at a time."""
+    paths = [p for p in sorted(Path(release).rglob("*"))
+             if p.is_file() and p.name != REPORT and not p.name.startswith(".")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return {str(p.relative_to(release)): digest for p, digest in zip(paths, pool.map(sha256_file, paths))}
 
 
 def changed_since_verify(release: Path, report: dict) -> list[str]:

@@ -4,7 +4,9 @@ import sys
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
+from vs_sonar_dataset import verify
 from vs_sonar_dataset.verify import REPORT, verify_release
 
 
@@ -12,9 +14,19 @@ def _failed(report):
     return {c["name"] for c in report["checks"] if not c["passed"]}
 
 
-def test_good_release_passes_and_card_shows_it(small_pool, small_release):
+@pytest.fixture(params=["prepared", "streaming"])
+def load_mode(request, monkeypatch):
+    """Every check runs both ways: configs loaded into the Arrow cache, and streamed (as large configs are)."""
+    monkeypatch.setattr(verify, "STREAM_ABOVE_ROWS", 0 if request.param == "streaming" else 10**9)
+    return request.param
+
+
+def test_good_release_passes_and_card_shows_it(small_pool, small_release, load_mode):
     report = verify_release(small_release, small_pool, progress=False)
     assert report["passed"], _failed(report)
+    loads = {c["name"]: c["detail"] for c in report["checks"] if c["name"].endswith("load_dataset")}
+    assert set(loads) == {"s: load_dataset", "m: load_dataset", "l: load_dataset"}
+    assert all(d.startswith(f"{load_mode};") for d in loads.values())
     names = {c["name"] for c in report["checks"]}
     assert {"l: rows match pool", "nesting: s ⊂ m (test)", "card YAML valid", "m: stats recomputed equal"} <= names
     assert json.loads((small_release / REPORT).read_text())["files"]["README.md"]
@@ -22,7 +34,7 @@ def test_good_release_passes_and_card_shows_it(small_pool, small_release):
     assert "**passed**" in card and "Not verified yet" not in card
 
 
-def test_an_altered_vector_is_caught(small_pool, small_release):
+def test_an_altered_vector_is_caught(small_pool, small_release, load_mode):
     path = small_release / "data" / "m" / "validation-00000-of-00001.parquet"
     table = pq.read_table(path)
     vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).copy()
@@ -36,7 +48,7 @@ def test_an_altered_vector_is_caught(small_pool, small_release):
     assert "m: rows match pool" in _failed(report)
 
 
-def test_tampered_stats_and_leaked_row_are_caught(small_pool, small_release):
+def test_tampered_stats_and_leaked_row_are_caught(small_pool, small_release, load_mode):
     stats_path = small_release / "stats" / "s.json"
     stats = json.loads(stats_path.read_text())
     stats["std"][0] *= 1.0001
