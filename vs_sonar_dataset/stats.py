@@ -39,7 +39,8 @@ class StatsAccumulator:
     def add(self, vectors: np.ndarray, ids: list[str]) -> None:
         if len(vectors) != len(ids):
             raise ValueError("vectors and ids differ in length")
-        self.ids_digest.update("".join(i + "\n" for i in ids).encode())
+        if ids:
+            self.ids_digest.update(("\n".join(ids) + "\n").encode())
         while len(vectors):
             take = min(len(vectors), BLOCK_ROWS - self.pending_rows)
             np.copyto(self._block[self.pending_rows : self.pending_rows + take], vectors[:take])

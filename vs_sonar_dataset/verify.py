@@ -12,6 +12,7 @@ only a release whose files still match it.
 
 import json
 import logging
+import operator
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from .background import prefetched
+from .background import OrderedBackground, prefetched
 from .errors import UserError
 from .release import RELEASE_MANIFEST, code_version, embedding_matrix
 from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic
@@ -150,26 +151,30 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
             feature = (ds["train"].features or {}).get("embedding") if "train" in ds else None
             acc = StatsAccumulator(dim)
             sizes, types, bad_rows, nonfinite = {}, set(), 0, 0
-            for split in SPLITS:
-                if split not in ds:
-                    continue
-                batches = prefetched(iter_streamed_batches(ds[split]) if streaming
-                                     else iter_cached_batches(ds[split]))  # decoding overlaps the checks
-                split_ids, sizes[split] = [], 0
-                for batch in tqdm(batches, desc=f"verify {config}/{split}", unit="batch", disable=not progress,
-                                  leave=False):
-                    types.add(batch.schema.field("embedding").type)
-                    vectors = embedding_matrix(batch)
-                    batch_ids = batch.column("id").to_pylist()
-                    sizes[split] += batch.num_rows
-                    nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
-                    # a copy: the column is a slice of the batch's body, embeddings included
-                    split_ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
-                    if split == "train":
-                        acc.add(vectors, batch_ids)
-                    if digests is not None:
-                        bad_rows += sum(digests.get(i) != d for i, d in zip(batch_ids, row_digests(batch)))
-                ids[(config, split)] = pa.chunked_array(split_ids, pa.string())
+            # three threads: decoding runs ahead (prefetched), the stats (numpy) run behind, the digests here
+            with OrderedBackground() as stats_thread:
+                for split in SPLITS:
+                    if split not in ds:
+                        continue
+                    batches = prefetched(iter_streamed_batches(ds[split]) if streaming
+                                         else iter_cached_batches(ds[split]))
+                    split_ids, sizes[split] = [], 0
+                    for batch in tqdm(batches, desc=f"verify {config}/{split}", unit="batch",
+                                      disable=not progress, leave=False):
+                        types.add(batch.schema.field("embedding").type)
+                        vectors = embedding_matrix(batch)
+                        batch_ids = batch.column("id").to_pylist()
+                        sizes[split] += batch.num_rows
+                        nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
+                        # a copy: the column is a slice of the batch's body, embeddings included
+                        split_ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
+                        if split == "train":
+                            stats_thread.submit(acc.add, vectors, batch_ids)
+                        if digests is not None:
+                            expected, actual = list(map(digests.get, batch_ids)), row_digests(batch)
+                            if expected != actual:
+                                bad_rows += sum(map(operator.ne, expected, actual))
+                    ids[(config, split)] = pa.chunked_array(split_ids, pa.string())
             report.add(f"{config}: split sizes", sizes == expected_splits, json.dumps(sizes))
             report.add(f"{config}: embedding feature", types == {pa.list_(pa.float32(), dim)}
                        and isinstance(feature, datasets.List) and feature.length == dim,
