@@ -130,10 +130,10 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
             for b in range(n_buckets):
                 path = Path(tmp) / f"{b}.arrow"
                 with pa.memory_map(str(path)) as source:
-                    table = ipc.open_file(source).read_all()
-                    positions = table.column("_dest").to_numpy()
-                    ordered = table.drop_columns("_dest").take(np.argsort(positions, kind="stable"))
-                    del table  # the map is closed next; only the ordered copy survives
+                    table = ipc.open_file(source).read_all()  # zero-copy views of the map
+                    ordering = np.argsort(table.column("_dest").to_numpy(), kind="stable")
+                    ordered = table.drop_columns("_dest").take(ordering)  # a copy: outlives the map
+                    del table
                 path.unlink()
                 yield ordered
 
