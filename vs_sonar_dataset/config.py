@@ -7,13 +7,14 @@ from .errors import UserError
 
 
 def load_config(path) -> dict:
+    """The whole TOML document; a missing or malformed file is a user error naming it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: configuration file not found")
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: invalid TOML ({e})") from None
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
 
 
 def load_table(path, table: str, allowed=None) -> dict:

@@ -3,10 +3,10 @@ stages and are ignored). Unknown keys and wrong types are user errors, named wit
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import load_config as load_toml
 from ..errors import UserError
 from .problems import GSM8K_HUB_ID
 
@@ -123,12 +123,6 @@ def config_from_table(table: dict, where: str = "[generate]", **overrides) -> Ge
 def load_config(path: str | Path, **overrides) -> GenerateConfig:
     """Read the `[generate]` table of a TOML file; overrides (e.g. gsm8k from the command line) win."""
     path = Path(path)
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid TOML ({e})") from None
-    table = document.get("generate")
+    table = load_toml(path).get("generate")
     _check(isinstance(table, dict), str(path), "no [generate] table")
     return config_from_table(table, f"{path} [generate]", **overrides)

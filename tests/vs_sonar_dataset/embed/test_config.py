@@ -33,7 +33,7 @@ def test_flags_override_the_file(tmp_path):
     ('[embed]\ntokens_per_batch = 10\n', "tokens_per_batch"),
     ('[embed]\nivf_lists = 64\nivf_probes = 128\n', "need ivf_probes (128) <= ivf_lists (64)"),
     ('[embed]\nivf_training_rows = 0\n', "ivf_training_rows must be a positive integer"),
-    ("[embed\n", "invalid TOML"),
+    ("[embed\n", "not valid TOML"),
 ])
 def test_bad_config_is_a_user_error(tmp_path, body, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -54,7 +54,7 @@ def test_bad_values_are_user_errors_naming_file_and_key(tmp_path, table, message
 
 
 def test_missing_file_missing_table_and_bad_toml(tmp_path):
-    with pytest.raises(UserError, match="no such config file"):
+    with pytest.raises(UserError, match="configuration file not found"):
         load_config(tmp_path / "absent.toml")
     (tmp_path / "other.toml").write_text("[embed]\nbatch_size = 4\n")
     with pytest.raises(UserError, match=r"no \[generate\] table"):
