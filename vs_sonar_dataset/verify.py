@@ -3,8 +3,9 @@
 Every config is loaded with datasets.load_dataset(RELEASE, config) (streamed above STREAM_ABOVE_ROWS rows) and
 checked: split sizes, features exactly fixed_size_list<float32>[dim], no NaN/inf, ids unique and in one split
 only, nesting (each smaller config is a prefix of each larger one, split by split), every row bitwise equal to the
-pool row with its id, stats recomputed equal. Then the card's YAML is parsed by huggingface_hub and datasets. Model checks (SONAR alignment and round
-trip) come from model_checks.json, written by `vs-sonar model-check` in the embed environment.
+pool row with its id, stats recomputed equal. Then the card's YAML is parsed by huggingface_hub and datasets.
+Model checks (SONAR alignment and round trip) come from model_checks.json, written by `vs-sonar model-check` in
+the embed environment.
 
 The report (verify_report.json) lists every check and the sha256 of every file of the release; publish pushes
 only a release whose files still match it.
