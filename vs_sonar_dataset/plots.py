@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from .schema import embedding_matrix
+
 PROJECTION_SAMPLE = 5000
 
 
@@ -61,8 +63,6 @@ def write_plots(release: Path, stats: dict, acc, probabilities: np.ndarray, larg
 
 def _sample_train_vectors(release: Path, config: str, limit: int) -> np.ndarray:
     """The first rows of the train split: already a seeded random sample, since splits are shuffled."""
-    from .release import embedding_matrix
-
     first = sorted((release / "data" / config).glob("train-*.parquet"))[0]
     pf = pq.ParquetFile(first)
     parts, rows = [], 0

@@ -12,11 +12,11 @@ One pass writes every config: rows arrive in split order and each config keeps i
 The folder is built beside OUT and renamed into place at the end, so a crash never leaves half a release.
 """
 
-import json
 import logging
 import shutil
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import __version__
 from .background import OrderedBackground
 from .errors import UserError
+from .schema import embedding_matrix
 from .shards import PARQUET_OPTIONS, ROW_GROUP_ROWS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
 from .splits import SPLITS, iter_rows_in_order, make_plan, split_sizes
 from .stats import StatsAccumulator, stats_table
@@ -113,11 +114,9 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     current = 0  # index into SPLITS
     collect = None
     if pool_digests is not None:
-        from .verify import row_digests
+        from .verify import add_row_digests
 
-        def collect(rows):
-            for batch in rows.to_batches(ROW_GROUP_ROWS):
-                pool_digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
+        collect = partial(add_row_digests, pool_digests)  # sees each pool batch's needed rows once
 
     # Parquet encoding and writing run in one background thread, in order, while this one does the stats
     with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar, \
@@ -208,16 +207,6 @@ def _add_train_rows(piece: pa.Table, start: int, acc: StatsAccumulator, cuts: di
 def _accumulate(acc: StatsAccumulator, rows: pa.Table) -> None:
     if rows.num_rows:
         acc.add(embedding_matrix(rows), rows.column("id").to_pylist())
-
-
-def embedding_matrix(table: pa.Table) -> np.ndarray:
-    """[rows, dim] float32 view of the embedding column (no Python floats)."""
-    column = table.column("embedding")
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    dim = column.type.list_size
-    offset = column.offset * dim
-    return column.values.to_numpy(zero_copy_only=False)[offset : offset + len(column) * dim].reshape(-1, dim)
 
 
 def _provenance(work: Path, largest: str) -> dict:

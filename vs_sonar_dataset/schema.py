@@ -4,6 +4,7 @@ candidates (written by generate, read by embed) and pool (written by embed or sy
 A pool row is a candidate row plus its embedding and the encoder that made it.
 """
 
+import numpy as np
 import pyarrow as pa
 
 EMBEDDING_DIM = 1024
@@ -38,3 +39,13 @@ def pool_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
 
 
 POOL_SCHEMA = pool_schema()
+
+
+def embedding_matrix(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """[rows, dim] float32 view of the embedding column (no Python floats); honours a sliced table's offset."""
+    column = table.column("embedding")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    offset = column.offset * dim
+    return column.values.to_numpy(zero_copy_only=False)[offset : offset + len(column) * dim].reshape(-1, dim)

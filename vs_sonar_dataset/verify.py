@@ -28,7 +28,8 @@ import xxhash
 
 from .background import OrderedBackground, prefetched
 from .errors import UserError
-from .release import RELEASE_MANIFEST, code_version, embedding_matrix
+from .release import RELEASE_MANIFEST, code_version
+from .schema import embedding_matrix
 from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic
 from .splits import SPLITS
 from .stats import StatsAccumulator
@@ -81,10 +82,15 @@ def row_digests(table: pa.Table | pa.RecordBatch) -> list[bytes]:
     return digests
 
 
+def add_row_digests(digests: dict[str, bytes], rows: pa.Table | pa.RecordBatch) -> None:
+    """digests[id] = row_digests of that row, for every row of `rows`."""
+    digests.update(zip(rows.column("id").to_pylist(), row_digests(rows)))
+
+
 def read_pool_digests(pool_dir) -> dict[str, bytes]:
     digests = {}
     for batch in iter_shard_batches(pool_dir, "pool", BATCH_ROWS):
-        digests.update(zip(batch.column("id").to_pylist(), row_digests(batch)))
+        add_row_digests(digests, batch)
     return digests
 
 

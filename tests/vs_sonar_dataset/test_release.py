@@ -37,7 +37,7 @@ def test_rows_follow_the_plan(small_pool, small_release_master):
 def test_stats_are_from_train_only(small_release_master):
     import numpy as np
 
-    from vs_sonar_dataset.release import embedding_matrix
+    from vs_sonar_dataset.schema import embedding_matrix
 
     s = json.loads((small_release_master / "stats" / "m.json").read_text())
     train = embedding_matrix(_split(small_release_master, "m", "train")).astype(np.float64)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import UserError
+from ..schema import embedding_matrix
 from ..shards import write_json_atomic
 from .config import EmbedConfig, ModelCheckConfig
 from .stage import encode_texts
@@ -74,11 +75,6 @@ def read_rows(files: list[Path]) -> pa.Table:
         raise UserError(f"{files[0].parent}: embedding is {table.schema.field('embedding').type}, "
                         "expected fixed_size_list<float32>")
     return table
-
-
-def embedding_matrix(table: pa.Table) -> np.ndarray:
-    column = table.column("embedding").combine_chunks()
-    return column.values.to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

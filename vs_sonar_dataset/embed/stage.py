@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .. import shards
 from ..errors import UserError
-from ..schema import pool_schema
+from ..schema import embedding_matrix, pool_schema
 from .batching import token_budget_batches
 from .config import EmbedConfig
 from .dedup import make_deduper
@@ -131,8 +131,7 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
 
     kept_ids: list[str] = []
     for table in shards.iter_shards(pool_dir, "pool"):  # resume: reload what earlier runs kept
-        deduper.add_kept(table.column("embedding").combine_chunks().values.to_numpy(zero_copy_only=False)
-                         .reshape(-1, encoder.dim))
+        deduper.add_kept(embedding_matrix(table))
         kept_ids.extend(table.column("id").to_pylist())
     if writer.resumed_shards:
         log.info("resuming %s: %d candidates done, %d rows kept", pool_dir, stats["input_rows_done"], len(kept_ids))
