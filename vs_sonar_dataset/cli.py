@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from .envs import STAGE_ENVS, runs_here, stage_python
+from .envs import runs_here, stage_python
 from .errors import UserError
 
 # name -> module; a name that is also a key of STAGE_ENVS runs in that stage's environment

@@ -15,7 +15,6 @@ A stage whose output is complete and current is skipped, so a second call after 
 after success reports that the release is up to date.
 """
 
-import hashlib
 import json
 import logging
 import subprocess

@@ -16,7 +16,7 @@ from vs_sonar_dataset.embed.model_checks import MODEL_CHECKS_FILE, run_model_che
 from vs_sonar_dataset.embed.stage import run_embed
 from vs_sonar_dataset.envs import REPO_ROOT
 
-from .conftest import TEST_DIM, needs_sonar, write_candidates
+from .conftest import needs_sonar, write_candidates
 
 pytestmark = needs_sonar
 

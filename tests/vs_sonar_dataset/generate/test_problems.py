@@ -1,6 +1,5 @@
 """GSM8K sources: local JSONL / Parquet / directory, stable ids, final answers, and clear errors."""
 
-import json
 import os
 import subprocess
 import sys

@@ -8,7 +8,7 @@ import pytest
 from vs_sonar_dataset.generate import prompt
 from vs_sonar_dataset.generate.problems import Problem
 
-from .conftest import HAS_VLLM, needs_vllm
+from .conftest import needs_vllm
 
 PROBLEMS = [Problem(f"train-{i:05d}", f"Question number {i} about apples?", str(i)) for i in range(50)]
 
