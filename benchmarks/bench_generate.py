@@ -53,7 +53,7 @@ class TimedBackend:
     """Wraps a loaded backend: counts time inside `complete` and keeps the engine open between rounds."""
 
     def __init__(self, inner):
-        self.inner, self.model, self.revision, self.seconds = inner, inner.model, inner.revision, 0.0
+        self.inner, self.seconds = inner, 0.0
 
     def complete(self, requests, schema):
         start = time.perf_counter()

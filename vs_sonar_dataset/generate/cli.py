@@ -1,13 +1,10 @@
 """`vs-sonar generate CONFIG.toml --out DIR`: Verbalized Sampling instructions from GSM8K problems."""
 
 import argparse
-import logging
 
 HELP = ("Generate candidate instructions with Verbalized Sampling prompts seeded by GSM8K problems (vLLM). "
         "Reads the [generate] table of CONFIG; resumes an unfinished run in DIR; stops at exactly "
         "num_candidates accepted, deduplicated instructions.")
-
-log = logging.getLogger("vs_sonar.generate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +23,8 @@ def main(args: argparse.Namespace) -> int:
     from .problems import resolve_gsm8k_location
     from .run import run_generate
 
-    config = load_config(args.config)
-    location = resolve_gsm8k_location(getattr(args, "gsm8k", None), config.gsm8k)
-    if location != config.gsm8k:
-        from dataclasses import replace
-
-        config = replace(config, gsm8k=location)
+    # --gsm8k, else $VS_SONAR_GSM8K, else the config's own `gsm8k` (a None override leaves it)
+    config = load_config(args.config, gsm8k=resolve_gsm8k_location(getattr(args, "gsm8k", None), None))
     summary = run_generate(config, args.out, progress=not args.no_progress)
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items(), key=lambda kv: -kv[1]) if v)
     print(f"generate: {summary['status']}: {summary['accepted']} of {summary['target']} candidates in "

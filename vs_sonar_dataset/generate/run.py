@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..schema import CANDIDATE_SCHEMA
 from ..shards import MANIFEST, ShardWriter, iter_shards, read_manifest, write_json_atomic
 from ..textnorm import text_id
-from .backends import make_backend, model_revision, sampling_dict
+from .backends import make_backend, recorded_revision, sampling_dict
 from .config import GenerateConfig
 from .parse import DUPLICATE, REASONS, Limits, ResponseParser
 from .problems import Gsm8kSource, Problem, fingerprint
@@ -44,8 +44,7 @@ def resolved_config(config: GenerateConfig, source: Gsm8kSource, problems: list[
     """Everything that decides the output: a resumed run must present exactly this again."""
     return {
         "generate": config.to_dict(),
-        "generator_revision": (model_revision(config.model, config.revision) if config.backend == "vllm"
-                               else config.revision or "unspecified"),
+        "generator_revision": recorded_revision(config),
         "template_version": TEMPLATE_VERSION,
         "template_hash": template_hash(),
         "problems": {**source.describe(), "count": len(problems), "sha256": fingerprint(problems)},
@@ -184,11 +183,12 @@ def run_generate(config: GenerateConfig, out_dir: str | Path, *, progress: bool 
         if stats["accepted"] < config.num_candidates and next_start < max_requests:
             backend = backend_factory(config)
         generator = Generator(config, resolved, problems, backend, seen, stats)
-        while not generator.done and next_start < max_requests:
-            def on_batch():
-                bar.update(stats["accepted"] - bar.n)
-                bar.set_postfix_str(_postfix(stats), refresh=False)
 
+        def on_batch():
+            bar.update(stats["accepted"] - bar.n)
+            bar.set_postfix_str(_postfix(stats), refresh=False)
+
+        while not generator.done and next_start < max_requests:
             rows = generator.run_block(next_start, min(next_start + block, max_requests), on_batch)
             writer.write(pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA), stats)
             next_start += block
