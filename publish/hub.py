@@ -13,13 +13,14 @@ from vs_sonar_dataset.card import CARD_MARKER
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.release import RELEASE_MANIFEST
 from vs_sonar_dataset.shards import sha256_file
-from vs_sonar_dataset.verify import REPORT, changed_since_verify, release_files
+from vs_sonar_dataset.verify import REPORT, changed_since_verify
 
 KEEP_REMOTE = {".gitattributes"}  # the Hub's own file, not part of a release
 
 
-def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> dict:
-    """The release may be pushed: verify passed and every file is the one verify hashed."""
+def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> tuple[dict, dict]:
+    """The release may be pushed: verify passed and every file is the one verify hashed. Returns the release
+    manifest and the verify report (whose `files` are then the release's sha256s, already checked)."""
     report_path = release / REPORT
     if not report_path.is_file():
         raise UserError(f"{release}: not verified; run `vs-sonar verify {release} --pool POOL` first")
@@ -39,7 +40,7 @@ def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> 
     if manifest.get("fixture_models") and not allow_fixture:
         raise UserError("this release was made by fixture models (tests and demos); pass --allow-fixture-models "
                         "to push it to a test endpoint")
-    return manifest
+    return manifest, report
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -72,7 +73,7 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
     release = Path(release)
-    manifest = check_release(release, allow_synthetic, allow_fixture)
+    manifest, report = check_release(release, allow_synthetic, allow_fixture)
     token = get_token()
     if not token:
         raise UserError("no Hugging Face token: run `hf auth login` or set HF_TOKEN (needs write access)")
@@ -92,7 +93,7 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
             raise UserError(f"{repo} has a README.md that vs-sonar did not write; pass --force to replace it")
         remote = {f.path: f for f in api.list_repo_tree(repo, repo_type="dataset", revision=branch, recursive=True)
                   if hasattr(f, "blob_id")}
-        local = release_files(release) | {REPORT: sha256_file(release / REPORT)}
+        local = report["files"] | {REPORT: sha256_file(release / REPORT)}  # hashed once, by check_release
         added = [p for p, sha in local.items() if not _same(release / p, sha, remote.get(p))]
         deleted = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
         if not added and not deleted:
