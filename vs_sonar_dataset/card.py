@@ -21,8 +21,8 @@ def size_category(n: int) -> str:
     return next((label for bound, label in bounds if n < bound), "10M<n<100M")
 
 
-def card_metadata(release: Path, manifest: dict):
-    """huggingface_hub DatasetCardData with configs, dataset_info and the descriptive fields."""
+def card_metadata(release: Path, manifest: dict, default: str):
+    """huggingface_hub DatasetCardData with configs (`default` marked), dataset_info and the descriptive fields."""
     import datasets
     from datasets.info import DatasetInfo, DatasetInfosDict
     from datasets.splits import SplitDict, SplitInfo
@@ -30,11 +30,9 @@ def card_metadata(release: Path, manifest: dict):
     from huggingface_hub import DatasetCardData
 
     configs = manifest["configs"]
-    default = manifest.get("default_config") or max(configs, key=configs.get)
-    largest = max(configs.values())
     card = DatasetCardData(
         license="mit", language=["en"], task_categories=["text-generation", "feature-extraction"],
-        size_categories=[size_category(largest)], tags=DEFAULT_TAGS, pretty_name="vs-sonar",
+        size_categories=[size_category(max(configs.values()))], tags=DEFAULT_TAGS, pretty_name="vs-sonar",
     )
     metadata_configs, infos = {}, {}
     for config in configs:
@@ -46,26 +44,22 @@ def card_metadata(release: Path, manifest: dict):
         schema = pq.read_schema(release / files["train"][0])
         splits = SplitDict()
         for split, paths in files.items():
-            rows = sum(pq.ParquetFile(release / p).metadata.num_rows for p in paths)
-            splits.add(SplitInfo(name=split, num_examples=rows, num_bytes=_arrow_bytes(release, paths)))
+            footers = [pq.ParquetFile(release / p).metadata for p in paths]
+            splits.add(SplitInfo(name=split, num_examples=sum(f.num_rows for f in footers),
+                                 num_bytes=_arrow_bytes(footers)))
         infos[config] = DatasetInfo(features=datasets.Features.from_arrow_schema(schema), splits=splits)
     metadata_configs["stats"] = {"data_files": [{"split": "stats", "path": "data/stats/*.parquet"}]}
     MetadataConfigs(metadata_configs).to_dataset_card_data(card)
     DatasetInfosDict(infos).to_dataset_card_data(card)
-    return card, default
+    return card
 
 
-def _arrow_bytes(release: Path, paths: list[str]) -> int:
+def _arrow_bytes(footers) -> int:
     """Uncompressed size as datasets reports it (sum of column chunk sizes)."""
-    total = 0
-    for p in paths:
-        meta = pq.ParquetFile(release / p).metadata
-        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    return total
+    return sum(f.row_group(i).total_byte_size for f in footers for i in range(f.num_row_groups))
 
 
-def _examples(release: Path, manifest: dict, n: int = 5) -> list[dict]:
-    config = max(manifest["configs"], key=manifest["configs"].get)
+def _examples(release: Path, manifest: dict, config: str, n: int = 5) -> list[dict]:
     first = release / manifest["data_files"][config]["train"][0]
     table = pq.ParquetFile(first).read_row_group(0, columns=["id", "instruction", "probability"]).slice(0, n)
     return table.to_pylist()
@@ -75,14 +69,14 @@ def render_card(release: Path, manifest: dict, verification: dict | None) -> str
     import jinja2
 
     release = Path(release)
-    card, default = card_metadata(release, manifest)
+    largest = max(manifest["configs"], key=manifest["configs"].get)  # also the default config
+    card = card_metadata(release, manifest, default=largest)
     stats = {c: json.loads((release / "stats" / f"{c}.json").read_text()) for c in manifest["configs"]}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
     body = env.from_string(TEMPLATE.read_text()).render(
-        marker=CARD_MARKER, manifest=manifest, default_config=default, stats=stats,
-        examples=_examples(release, manifest), verification=verification,
-        largest=max(manifest["configs"], key=manifest["configs"].get),
+        marker=CARD_MARKER, manifest=manifest, default_config=largest, stats=stats,
+        examples=_examples(release, manifest, largest), verification=verification, largest=largest,
         dim=manifest["embedding_dim"], provenance=manifest["provenance"],
         sampling_params=[json.loads(p) for p in manifest["provenance"]["sampling_params"]],
     )
