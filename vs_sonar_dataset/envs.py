@@ -34,5 +34,6 @@ def runs_here(stage: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def current_python() -> str:
-    return sys.executable
+def python_for(stage: str | None) -> str:
+    """This interpreter when it can run the stage (or for stage None: the main environment), else the stage's."""
+    return sys.executable if stage is None or runs_here(stage) else stage_python(stage)

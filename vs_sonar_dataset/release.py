@@ -38,6 +38,7 @@ log = logging.getLogger("vs_sonar.build")
 DEFAULT_CONFIGS = {"1k": 1000, "5k": 5000, "10k": 10000}
 ROWS_PER_FILE = 100_000  # ~410 MB of 1024-d vectors per file
 RELEASE_MANIFEST = "release.json"
+MODEL_CHECKS = "model_checks.json"  # written by `vs-sonar model-check` (embed environment), read by verify
 
 
 def data_files(config: str, split: str, rows: int, rows_per_file: int = ROWS_PER_FILE) -> list[str]:

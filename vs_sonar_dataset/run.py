@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from .config import load_table
-from .envs import REPO_ROOT, runs_here, stage_python
+from .envs import REPO_ROOT, python_for
 from .errors import UserError
+from .release import MODEL_CHECKS, RELEASE_MANIFEST
 from .shards import MANIFEST, read_manifest, sha256_file, write_json_atomic
 
 HELP = "run every stage from GSM8K to a verified release (resumable); then publish with python -m publish --run"
@@ -34,10 +35,6 @@ log = logging.getLogger("vs_sonar.run")
 FIXTURES = {"tiny_llama": ("generate", "vs_sonar_dataset.fixtures.tiny_llama"),
             "tiny_sonar": ("embed", "vs_sonar_dataset.fixtures.tiny_sonar")}
 RUN_KEYS = {"fixtures", "fixture_args"}
-
-
-def python_for(stage: str | None) -> str:
-    return sys.executable if stage is None or runs_here(stage) else stage_python(stage)
 
 
 class Runner:
@@ -126,7 +123,7 @@ class Runner:
         if not self.release_is_current(release, pool):
             self.execute("build", None, [*cli, "build", str(pool), "--out", str(release), "--config", str(self.config)])
             did.append("build")
-        if not (release / "model_checks.json").exists():
+        if not (release / MODEL_CHECKS).exists():
             self.fixtures("embed")  # model checks load the same encoder and its decoder
             # exit 1 means checks ran and failed: verify reports it; anything else is a crash
             self.execute("model-check", "embed", [*cli, "model-check", str(release), "--config", str(self.config)],
@@ -140,7 +137,7 @@ class Runner:
 
     def release_is_current(self, release: Path, pool: Path) -> bool:
         """The release was built from this pool with these build settings."""
-        manifest_path = release / "release.json"
+        manifest_path = release / RELEASE_MANIFEST
         if not manifest_path.exists():
             return False
         manifest = json.loads(manifest_path.read_text())
@@ -155,7 +152,7 @@ class Runner:
 
 def release_of_run(run_dir) -> Path:
     release = Path(run_dir) / "release"
-    if not (release / "release.json").exists():
+    if not (release / RELEASE_MANIFEST).exists():
         raise UserError(f"{run_dir}: no release yet; run `vs-sonar run CONFIG --out {run_dir}` first")
     return release
 
@@ -171,9 +168,11 @@ def main(args) -> int:
     runner = Runner(args.config, args.out, args.gsm8k)
     up_to_date = runner.run()
     release = runner.run_dir / "release"
-    report = json.loads((release / "verify_report.json").read_text())
+    from .verify import REPORT
+
+    report = json.loads((release / REPORT).read_text())
     status = "up to date" if up_to_date else "built"
-    verdict = "verified" if report["passed"] else "FAILED verification (see verify_report.json)"
+    verdict = "verified" if report["passed"] else f"FAILED verification (see {REPORT})"
     print(f"release {status} at {release}: {verdict}")
     if report["passed"]:
         print(f"publish with: python -m publish --run {args.out} --push --repo ORG/NAME")

@@ -15,7 +15,6 @@ import json
 import logging
 import operator
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ import xxhash
 
 from .background import OrderedBackground, prefetched
 from .errors import UserError
-from .release import RELEASE_MANIFEST, code_version
+from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
 from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic
 from .splits import SPLITS
@@ -38,7 +37,6 @@ HELP = "verify a release folder: load every config with datasets, compare with t
 log = logging.getLogger("vs_sonar.verify")
 
 REPORT = "verify_report.json"
-MODEL_CHECKS = "model_checks.json"
 BATCH_ROWS = 8192
 
 
@@ -270,10 +268,9 @@ def _model_checks(release: Path, mode: str, report: Report) -> dict | None:
     """Hook for the model-based checks, which run in the embed environment and leave model_checks.json."""
     path = release / MODEL_CHECKS
     if mode == "run":
-        from .envs import REPO_ROOT, runs_here, stage_python
+        from .envs import REPO_ROOT, python_for
 
-        python = sys.executable if runs_here("embed") else stage_python("embed")
-        result = subprocess.run([python, "-m", "vs_sonar_dataset.cli", "model-check", str(release)], cwd=REPO_ROOT)
+        result = subprocess.run([python_for("embed"), "-m", "vs_sonar_dataset.cli", "model-check", str(release)], cwd=REPO_ROOT)
         if result.returncode not in (0, 1) or not path.is_file():
             report.add("model checks", False, f"model-check exited {result.returncode} without a result")
             return None

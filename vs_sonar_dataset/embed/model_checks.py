@@ -10,7 +10,7 @@ config with the most rows holds all the others), on a seeded sample:
   `min_pass_rate`; the cosine between unrelated rows is reported beside it (the level a broken decoder
   would reach: with small models unrelated rows can already sit near 0.9).
 
-Writes RELEASE/model_checks.json (MODEL_CHECKS_KEYS) and returns it.
+Writes RELEASE/model_checks.json (release.MODEL_CHECKS) and returns it.
 """
 
 import logging
@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import UserError
+from ..release import MODEL_CHECKS
 from ..schema import embedding_matrix
 from ..shards import write_json_atomic
 from .config import EmbedConfig, ModelCheckConfig
@@ -30,7 +31,6 @@ from .stage import encode_texts
 
 log = logging.getLogger("vs_sonar.model_check")
 
-MODEL_CHECKS_FILE = "model_checks.json"
 _DATA_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.parquet$")
 
 
@@ -170,5 +170,5 @@ def run_model_checks(release: str | Path, embed: EmbedConfig, check: ModelCheckC
         "round_trip": round_trip,
         "seconds": round(time.monotonic() - started, 1),
     }
-    write_json_atomic(release / MODEL_CHECKS_FILE, result)
+    write_json_atomic(release / MODEL_CHECKS, result)
     return result

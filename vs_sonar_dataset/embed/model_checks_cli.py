@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _recorded_embed_settings(release: Path) -> dict:
     """The [embed] settings the release's pool was made with, from release.json when it has them."""
-    path = release / "release.json"
+    from ..release import RELEASE_MANIFEST
+
+    path = release / RELEASE_MANIFEST
     if not path.is_file():
         return {}
     try:

@@ -12,7 +12,8 @@ import pytest
 
 from vs_sonar_dataset import shards
 from vs_sonar_dataset.embed.config import EmbedConfig, ModelCheckConfig
-from vs_sonar_dataset.embed.model_checks import MODEL_CHECKS_FILE, run_model_checks
+from vs_sonar_dataset.embed.model_checks import run_model_checks
+from vs_sonar_dataset.release import MODEL_CHECKS
 from vs_sonar_dataset.embed.stage import run_embed
 from vs_sonar_dataset.envs import REPO_ROOT
 
@@ -58,7 +59,7 @@ def embed_config(tiny_sonar):
 def test_a_good_release_passes(tmp_path, pool_table, tiny_sonar, encoder, decoder):
     release = make_release(tmp_path, pool_table)
     result = run_model_checks(release, embed_config(tiny_sonar), check_config(), encoder, decoder)
-    assert json.loads((release / MODEL_CHECKS_FILE).read_text()) == result
+    assert json.loads((release / MODEL_CHECKS).read_text()) == result
     assert KEYS <= set(result) and ALIGNMENT_KEYS <= set(result["alignment"])
     assert ROUND_TRIP_KEYS <= set(result["round_trip"])
     assert result["sample_size"] == pool_table.num_rows and result["config"] == "all"
@@ -101,7 +102,7 @@ def test_cli_exit_codes(tmp_path, pool_table, tiny_sonar):
     good = make_release(tmp_path / "good", pool_table)
     done = run_cli(good, "--asset-dir", tiny_sonar, "--sample", "10", "--device", "cpu")
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads((good / MODEL_CHECKS_FILE).read_text())
+    result = json.loads((good / MODEL_CHECKS).read_text())
     assert result["encoder"] == "tiny_sonar_encoder"  # found in the data's encoder column
     assert result["decoder"] == "tiny_sonar_decoder" and result["sample_size"] == 10
 
