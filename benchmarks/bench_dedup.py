@@ -57,10 +57,7 @@ def per_row_loop(x: np.ndarray, device: str) -> list[bool]:
 
 def stage_dedup(x: np.ndarray, device: str, chunk: int, block: int) -> list[bool]:
     deduper = ExactDeduper(x.shape[1], THRESHOLD, block_rows=block, device=device)
-    keep: list[bool] = []
-    for start in range(0, len(x), chunk):
-        keep += deduper.process(x[start:start + chunk]).keep.tolist()
-    return keep
+    return dedup_blocks(deduper, [x], chunk)[0].tolist()
 
 
 def all_pairs_blocked(x: np.ndarray, device: str, block: int) -> None:
@@ -124,14 +121,18 @@ def load() -> str:
         return " ".join(f.read().split()[:3])
 
 
+def make_ivf(args) -> IVFDeduper:
+    return IVFDeduper(args.dim, THRESHOLD, args.block, nlist=args.nlist, nprobe=args.nprobe,
+                      train_rows=args.train_rows)
+
+
 def approx_sample(args) -> None:
     x = np.concatenate(list(embedding_like_blocks(args.sample, args.dim, 50_000, seed=2)))
     pairs = x[:2000] @ x[2000:4000].T
     print(f"sample: {args.sample} x {args.dim}, random-pair cosine mean {pairs.mean():.2f} (sd {pairs.std():.2f}); "
           f"load average {load()}")
     exact_keep, exact_s = dedup_blocks(ExactDeduper(args.dim, THRESHOLD, args.block), [x], args.chunk)
-    deduper = IVFDeduper(args.dim, THRESHOLD, args.block, nlist=args.nlist, nprobe=args.nprobe,
-                         train_rows=args.train_rows)
+    deduper = make_ivf(args)
     ivf_keep, ivf_s = dedup_blocks(deduper, [x], args.approx_chunk)
     dropped = ~exact_keep
     found = (dropped & ~ivf_keep).sum()
@@ -142,8 +143,7 @@ def approx_sample(args) -> None:
 
 
 def approx_huge(args) -> None:
-    deduper = IVFDeduper(args.dim, THRESHOLD, args.block, nlist=args.nlist, nprobe=args.nprobe,
-                         train_rows=args.train_rows)
+    deduper = make_ivf(args)
     print(f"huge: {args.huge} x {args.dim}, ivf {deduper.method()}, chunk {args.approx_chunk}; "
           f"load average {load()}", flush=True)
     keep, seconds = dedup_blocks(deduper, embedding_like_blocks(args.huge, args.dim, 50_000, seed=3),

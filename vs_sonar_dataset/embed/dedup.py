@@ -28,6 +28,46 @@ class DedupResult:
     duplicate_of: np.ndarray  # int64 [processed]: global index of the kept row it duplicates, -1 if kept
     cosine: np.ndarray  # float32 [processed]: cosine to that row (nan if kept)
 
+    @classmethod
+    def empty(cls) -> "DedupResult":
+        return cls(0, np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def _unit_rows(vectors: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
+    x = torch.as_tensor(vectors, dtype=torch.float32).to(device)
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def _decide(best: np.ndarray, best_index: np.ndarray, twins: dict, threshold: float, limit: int | None,
+            base: int) -> DedupResult:
+    """The decisions of one chunk, row by row in order, keeping at most `limit` rows (then stop).
+
+    best / best_index: each row's highest cosine to the kept set and that kept row's global index; twins:
+    {row: [(earlier row of this chunk, cosine >= threshold), ...]}; base: the global index the chunk's first
+    kept row gets. A row duplicates the kept row of highest cosine once that reaches the threshold (an earlier
+    twin wins a tie); else it is kept."""
+    n = len(best)
+    keep = np.zeros(n, dtype=bool)
+    kept_index = np.full(n, -1, dtype=np.int64)  # global kept index of each kept row of the chunk
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    cosine = np.full(n, np.nan, dtype=np.float32)
+    kept_here = processed = 0
+    for i in range(n):
+        if limit is not None and kept_here >= limit:
+            break
+        processed += 1
+        dup, cos = (int(best_index[i]), float(best[i])) if best[i] >= threshold else (-1, -2.0)
+        for e, c in sorted(twins.get(i, ())):  # ascending e: the earliest row wins a tie
+            if keep[e] and c > cos:
+                dup, cos = int(kept_index[e]), c
+        if dup < 0:
+            keep[i] = True
+            kept_index[i] = base + kept_here
+            kept_here += 1
+        else:
+            duplicate_of[i], cosine[i] = dup, cos
+    return DedupResult(processed, keep[:processed], duplicate_of[:processed], cosine[:processed])
+
 
 class ExactDeduper:
     def __init__(self, dim: int, threshold: float = 0.95, block_rows: int = 16384,
@@ -43,10 +83,6 @@ class ExactDeduper:
     def method() -> dict:
         return {"method": METHOD_EXACT}
 
-    def _normalized(self, vectors: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(vectors, dtype=torch.float32).to(self.device)
-        return x / x.norm(dim=1, keepdim=True)
-
     def _append(self, x: torch.Tensor) -> None:
         # grow geometrically so appending chunk after chunk stays linear in the pool size
         need = self.size + x.shape[0]
@@ -61,7 +97,7 @@ class ExactDeduper:
     def add_kept(self, vectors: np.ndarray) -> None:
         """Load rows kept by an earlier run (resume)."""
         if len(vectors):
-            self._append(self._normalized(vectors))
+            self._append(_unit_rows(vectors, self.device))
 
     def _best_in_kept(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         best = torch.full((x.shape[0],), -2.0, device=self.device)
@@ -76,10 +112,9 @@ class ExactDeduper:
 
     def process(self, vectors: np.ndarray, limit: int | None = None) -> DedupResult:
         """Decide each row in order, keeping at most `limit` more rows (then stop)."""
-        n = len(vectors)
-        if n == 0:
-            return DedupResult(0, np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
-        x = self._normalized(vectors)
+        if len(vectors) == 0:
+            return DedupResult.empty()
+        x = _unit_rows(vectors, self.device)
         best, best_index = (t.cpu().numpy() for t in self._best_in_kept(x))
         # earlier near-twins inside the chunk: (row, earlier row, cosine) with cosine >= threshold
         inner = torch.tril(x @ x.T, diagonal=-1)
@@ -88,28 +123,9 @@ class ExactDeduper:
         twins: dict[int, list[tuple[int, float]]] = {}
         for r, e, c in zip(rows.tolist(), earlier.tolist(), twin_cos.tolist()):
             twins.setdefault(r, []).append((e, c))
-
-        keep = np.zeros(n, dtype=bool)
-        duplicate_of = np.full(n, -1, dtype=np.int64)
-        cosine = np.full(n, np.nan, dtype=np.float32)
-        kept_here = 0
-        processed = 0
-        for i in range(n):
-            if limit is not None and kept_here >= limit:
-                break
-            processed += 1
-            dup, cos = (int(best_index[i]), float(best[i])) if best[i] >= self.threshold else (-1, -2.0)
-            for e, c in twins.get(i, ()):  # ascending e: the earliest row wins a tie
-                if keep[e] and c > cos:
-                    dup, cos = self.size + int(np.count_nonzero(keep[:e])), c
-            if dup < 0:
-                keep[i] = True
-                kept_here += 1
-            else:
-                duplicate_of[i], cosine[i] = dup, cos
-        keep, duplicate_of, cosine = keep[:processed], duplicate_of[:processed], cosine[:processed]
-        self._append(x[:processed][torch.as_tensor(keep, device=self.device)])
-        return DedupResult(processed, keep, duplicate_of, cosine)
+        result = _decide(best, best_index, twins, self.threshold, limit, self.size)
+        self._append(x[:result.processed][torch.as_tensor(result.keep, device=self.device)])
+        return result
 
 
 # kept rows in the lists are stored in half precision: 1M x 1024 takes 2 GB instead of 4. A stored component
@@ -231,13 +247,8 @@ class IVFDeduper:
             if self.size >= self.train_rows:
                 self._train()
         if len(vectors):
-            x = self._normalized(vectors)
+            x = _unit_rows(vectors)
             self._append(x, self._probes(x)[:, 0])
-
-    @staticmethod
-    def _normalized(vectors) -> torch.Tensor:
-        x = torch.as_tensor(vectors, dtype=torch.float32)
-        return x / x.norm(dim=1, keepdim=True)
 
     # -- decisions ---------------------------------------------------------------------------------------
 
@@ -272,8 +283,8 @@ class IVFDeduper:
     def _process_listed(self, vectors: np.ndarray, limit: int | None) -> DedupResult:
         n = len(vectors)
         if n == 0:
-            return DedupResult(0, np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
-        x = self._normalized(vectors)
+            return DedupResult.empty()
+        x = _unit_rows(vectors)
         probes = self._probes(x)
         own = probes[:, 0]
         best = torch.full((n,), -2.0)
@@ -305,31 +316,10 @@ class IVFDeduper:
                 a, m = torch.nonzero((cos >= self.threshold) & earlier, as_tuple=True)
                 for r, e, c in zip(askers[a].tolist(), members[m.numpy()].tolist(), cos[a, m].tolist()):
                     twins.setdefault(r, []).append((e, c))
-        best, best_id = best.numpy(), best_id.numpy()
-
-        keep = np.zeros(n, dtype=bool)
-        kept_index = np.full(n, -1, dtype=np.int64)  # global kept index of each kept row of the chunk
-        duplicate_of = np.full(n, -1, dtype=np.int64)
-        cosine = np.full(n, np.nan, dtype=np.float32)
-        kept_here = processed = 0
-        for i in range(n):
-            if limit is not None and kept_here >= limit:
-                break
-            processed += 1
-            dup, cos = (int(best_id[i]), float(best[i])) if best[i] >= self.threshold else (-1, -2.0)
-            for e, c in sorted(twins.get(i, ())):  # ascending e: the earliest row wins a tie
-                if keep[e] and c > cos:
-                    dup, cos = int(kept_index[e]), c
-            if dup < 0:
-                keep[i] = True
-                kept_index[i] = self.size + kept_here
-                kept_here += 1
-            else:
-                duplicate_of[i], cosine[i] = dup, cos
-        keep = keep[:processed]
-        rows = torch.from_numpy(np.flatnonzero(keep))
+        result = _decide(best.numpy(), best_id.numpy(), twins, self.threshold, limit, self.size)
+        rows = torch.from_numpy(np.flatnonzero(result.keep))
         self._append(x[rows], own[rows.numpy()])
-        return DedupResult(processed, keep, duplicate_of[:processed], cosine[:processed])
+        return result
 
 
 AUTO_IVF_MIN_ROWS = 200_000  # "auto" picks ivf on CPU above this many expected pool rows
