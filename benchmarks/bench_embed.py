@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vs_sonar_dataset.embed.config import DTYPES
+
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
     """Unique instruction-like texts of one to four sentences (varied lengths, like the real candidates)."""
@@ -99,7 +101,7 @@ def stage(encoder, texts, args, workdir: Path, run: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPES)
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--width", type=int, default=1024)

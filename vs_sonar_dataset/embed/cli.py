@@ -1,6 +1,9 @@
 """`vs-sonar embed CANDIDATES --out POOL`: SONAR vectors for the candidates, semantic dedup, pool shards."""
 
 import argparse
+from dataclasses import fields
+
+from .config import DTYPES, EmbedConfig
 
 HELP = ("Embed candidate instructions with a SONAR text encoder (fp16 on GPU, fp32 on CPU; stored as fp32), "
         "drop semantic duplicates (cosine >= threshold against every kept row) and broken vectors, and write "
@@ -17,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asset-dir", help="folder of local fairseq2 asset cards (FAIRSEQ2_USER_ASSET_DIR)")
     parser.add_argument("--source-lang", help="SONAR language code of the texts (default eng_Latn)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"],
+    parser.add_argument("--dtype", choices=DTYPES,
                         help="compute dtype (default auto: fp16 on GPU, fp32 on CPU)")
     parser.add_argument("--tokens-per-batch", type=int, help="padded tokens per encoder call")
     parser.add_argument("--max-batch-rows", type=int, help="rows per encoder call at most")
@@ -25,13 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dedup-threshold", type=float, help="cosine that makes a duplicate (default 0.95)")
     parser.add_argument("--dedup-block-rows", type=int, help="kept vectors per similarity matrix product")
     parser.add_argument("--target-rows", type=int, help="stop once the pool holds this many rows")
-    for action in parser._actions:  # unset flags fall back to the config file, so --help shows no "None"
+    unset_flags_fall_back_to_config(parser)
+
+
+def unset_flags_fall_back_to_config(parser: argparse.ArgumentParser) -> None:
+    """Flags left unset do not reach the namespace, so the config file's value (or the default) applies, and
+    --help shows no "None"."""
+    for action in parser._actions:
         if action.option_strings and action.default is None:
             action.default = argparse.SUPPRESS
-
-
-OVERRIDES = ("encoder", "tokenizer", "asset_dir", "source_lang", "device", "dtype", "tokens_per_batch",
-             "max_batch_rows", "chunk_rows", "dedup_threshold", "dedup_block_rows", "target_rows")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,7 +45,9 @@ def main(args: argparse.Namespace) -> int:
     from .stage import run_embed
     from ..shards import read_manifest
 
-    config = load_embed_config(getattr(args, "config", None), {k: getattr(args, k, None) for k in OVERRIDES})
+    # every [embed] key that has a flag; the others come back None and leave the file's value
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(EmbedConfig)}
+    config = load_embed_config(getattr(args, "config", None), overrides)
     read_manifest(args.candidates, "candidates")  # a bad input fails before the model loads
     encoder = make_encoder(config)
     manifest = run_embed(args.candidates, args.out, config, encoder)

@@ -14,6 +14,7 @@ from typing import Any
 from ..config import load_config as load_toml
 from ..errors import UserError
 
+DTYPES = ("auto", "fp16", "bf16", "fp32")  # compute dtype; auto: fp16 on cuda, fp32 on cpu
 DEDUP_METHODS = ("exact", "ivf", "auto")  # see embed/dedup.py: ivf is approximate; auto = exact on cuda or
 # up to 200k pool rows, ivf for larger pools on CPU
 
@@ -39,7 +40,7 @@ class EmbedConfig:
     target_rows: int | None = None  # stop once the pool holds this many rows
 
     def validate(self) -> "EmbedConfig":
-        if self.dtype not in ("auto", "fp16", "bf16", "fp32"):
+        if self.dtype not in DTYPES:
             raise UserError(f"[embed] dtype must be auto, fp16, bf16 or fp32, not {self.dtype!r}")
         if self.dedup_method not in DEDUP_METHODS:
             raise UserError(f"[embed] dedup_method must be one of {', '.join(DEDUP_METHODS)}, "
@@ -100,11 +101,12 @@ def _coerce(cls, table: str, raw: dict[str, Any]):
         raise UserError(f"[{table}] unknown key(s): {', '.join(unknown)}; known: {', '.join(known)}")
     values = {}
     for name, value in raw.items():
-        default = getattr(cls(), name)
+        default = known[name].default
         if name == "sample" and value == "all":
             value = None
-        elif default is not None and not isinstance(value, type(default)) \
-                and not (isinstance(default, float) and isinstance(value, int)):
+        elif default is not None and (isinstance(value, bool) != isinstance(default, bool)  # True is an int
+                                      or not isinstance(value, type(default))
+                                      and not (isinstance(default, float) and isinstance(value, int))):
             raise UserError(f"[{table}] {name} = {value!r}: expected a {type(default).__name__}")
         values[name] = value
     return cls(**values)

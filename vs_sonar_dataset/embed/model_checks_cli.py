@@ -4,6 +4,9 @@ import argparse
 import json
 from pathlib import Path
 
+from .cli import unset_flags_fall_back_to_config
+from .config import DTYPES
+
 HELP = ("Check a release with the SONAR models: re-encode a seeded sample of instructions (cosine >= 0.99 to "
         "the stored vectors) and decode → re-encode the stored vectors (pass rate at cosine >= 0.9, against the "
         "unrelated-rows baseline). Writes RELEASE/model_checks.json; exits 1 when a check fails.")
@@ -23,10 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "'encoder' → 'decoder')")
     parser.add_argument("--asset-dir", help="folder of local fairseq2 asset cards")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"])
-    for action in parser._actions:  # unset flags fall back to the config file, so --help shows no "None"
-        if action.option_strings and action.default is None:
-            action.default = argparse.SUPPRESS
+    parser.add_argument("--dtype", choices=DTYPES)
+    unset_flags_fall_back_to_config(parser)
 
 
 def _recorded_embed_settings(release: Path) -> dict:

@@ -27,6 +27,8 @@ def test_flags_override_the_file(tmp_path):
 @pytest.mark.parametrize("body, message", [
     ('[embed]\nencodr = "x"\n', "unknown key(s): encodr"),
     ('[embed]\nchunk_rows = "many"\n', "chunk_rows"),
+    ('[embed]\nchunk_rows = true\n', "chunk_rows = True: expected a int"),
+    ('[embed]\ndedup_threshold = true\n', "dedup_threshold = True: expected a float"),
     ('[embed]\ndedup_threshold = 1.5\n', "dedup_threshold"),
     ('[embed]\ndedup_method = "lsh"\n', "dedup_method"),
     ('[embed]\ndtype = "int8"\n', "dtype"),
