@@ -907,12 +907,15 @@ class HubServer:
 
         Both libraries read HF_ENDPOINT and HF_HUB_DISABLE_XET at import time: give these to a fresh process.
         HF_HOME (client caches, stored token) defaults to `<root>/.client-home`, so no token saved on the
-        machine leaks in when role is None (anonymous).
+        machine leaks in when role is None (anonymous); the token variables are then set empty, which the
+        client reads as no token, so none leaks in from the caller's environment either.
         """
         env = {"HF_ENDPOINT": self.endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
                "HF_HOME": str(home or self.root / ".client-home")}
-        if role is not None:
+        if role is None:
+            env.update(HF_TOKEN="", HUGGING_FACE_HUB_TOKEN="")
+        else:
             env["HF_TOKEN"] = self.tokens[role]
         return env
 

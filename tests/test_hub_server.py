@@ -48,8 +48,6 @@ def push(folder, repo_id, message, **kwargs):
 def run_client(hub: HubServer, code: str, role: str | None = "write", home: Path | None = None) -> dict:
     """Run `code` (after CLIENT_PRELUDE) in a fresh interpreter pointed at `hub`; return what it emitted."""
     env = {**os.environ, **hub.env(role, home=home)}
-    if role is None:
-        env.pop("HF_TOKEN", None)  # anonymous: no token from the caller's environment may leak in
     proc = subprocess.run([sys.executable, "-c", CLIENT_PRELUDE + textwrap.dedent(code)], env=env,
                           capture_output=True, text=True, timeout=180)
     results = [line[len("RESULT "):] for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -25,8 +25,6 @@ def verified_release(small_pool, small_release):
 
 def publish(hub, release, *extra, role="write"):
     env = {**os.environ, **hub.env(role)}
-    if role is None:
-        env.pop("HF_TOKEN", None)
     cmd = [sys.executable, "-m", "publish", "--out", str(release), "--push", "--repo", REPO, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
 
