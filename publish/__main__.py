@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.release import add_build_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,9 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", help="pool directory: build and verify a release from it")
     p.add_argument("--run", help="run directory of `vs-sonar run`: publish its verified release")
     p.add_argument("--out", help="release folder (written with --pool; pushed as it is without)")
-    p.add_argument("--config", help="TOML file whose [build] table sets seed and sizes")
-    p.add_argument("--seed", type=int, help="shuffle seed (default 0)")
-    p.add_argument("--sizes", help="configs as NAME=SIZE,... (default 1k=1000,5k=5000,10k=10000)")
+    add_build_options(p)
     p.add_argument("--model-checks", choices=["existing", "run", "skip"], default="existing",
                    help="SONAR alignment / round-trip checks (see `vs-sonar verify --help`)")
     p.add_argument("--push", action="store_true", help="push the verified release to the Hub")

@@ -10,7 +10,7 @@ import sys
 from .envs import runs_here, stage_python
 from .errors import UserError
 
-# name -> module; a name that is also a key of STAGE_ENVS runs in that stage's environment
+# name -> module; the commands in COMMAND_STAGE run in that model stage's environment
 COMMANDS = {
     "generate": "vs_sonar_dataset.generate.cli",
     "embed": "vs_sonar_dataset.embed.cli",

@@ -221,9 +221,14 @@ def _provenance(work: Path, largest: str) -> dict:
 def add_arguments(parser):
     parser.add_argument("pool", help="pool directory (written by embed or synth-pool)")
     parser.add_argument("--out", required=True, help="release folder to write (replaced if it is a release)")
+    add_build_options(parser)
+
+
+def add_build_options(parser) -> None:
+    """The flags build_settings reads (shared with python -m publish)."""
     parser.add_argument("--config", help="TOML file whose [build] table sets seed, configs and rows_per_file")
     parser.add_argument("--seed", type=int, help="shuffle seed (default 0)")
-    parser.add_argument("--sizes", help="configs as NAME=SIZE,... e.g. 1k=1000,5k=5000,10k=10000")
+    parser.add_argument("--sizes", help="configs as NAME=SIZE,... (default 1k=1000,5k=5000,10k=10000)")
 
 
 def build_settings(args) -> dict:

@@ -57,7 +57,7 @@ class Runner:
         (self.run_dir / "logs").mkdir(exist_ok=True)
         if not self.config.exists():
             self.config.write_text(text)
-        load_table(self.config, "run", RUN_KEYS)  # a typo in [run] is an error before any work
+        self.run_settings = load_table(self.config, "run", RUN_KEYS)  # a typo is an error before any work
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
         self.state["config_sha256"] = sha256_file(self.config)
 
@@ -89,9 +89,8 @@ class Runner:
     # -- stages
     def fixtures(self, stage: str) -> None:
         """Build the fixture models the configuration asks for that `stage` needs, unless built already."""
-        settings = load_table(self.config, "run", RUN_KEYS)
-        extra = settings.get("fixture_args", {})
-        for name in settings.get("fixtures", []):
+        extra = self.run_settings.get("fixture_args", {})
+        for name in self.run_settings.get("fixtures", []):
             if name not in FIXTURES:
                 raise UserError(f"[run] fixtures: unknown fixture {name!r} (known: {', '.join(FIXTURES)})")
             env_stage, module = FIXTURES[name]

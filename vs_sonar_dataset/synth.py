@@ -69,13 +69,12 @@ def write_synthetic_pool(out, rows: int, seed: int = 0, dim: int = EMBEDDING_DIM
     writer = ShardWriter(out, "pool", config, embedding_dim=dim, synthetic=True)
     if writer.manifest.complete:
         return writer.manifest
-    rng = np.random.default_rng([seed, writer.resumed_shards])
     done = writer.manifest.rows
     with tqdm(total=rows, initial=done, unit="row", desc="synth-pool", disable=not progress) as bar:
         while done < rows:
             count = min(shard_rows, rows - done)
-            writer.write(synthetic_table(done, count, rng, dim, seed), stats={"rows": done + count})
             rng = np.random.default_rng([seed, writer.resumed_shards])  # each shard's rows depend on its index only
+            writer.write(synthetic_table(done, count, rng, dim, seed), stats={"rows": done + count})
             done += count
             bar.update(count)
     return writer.finish()
