@@ -12,9 +12,13 @@ case "$VARIANT" in
   gpu) VLLM_REQ="vllm==0.32.0" ;;
   *) echo "setup_generate.sh: VARIANT must be cpu or gpu, not $VARIANT" >&2; exit 2 ;;
 esac
-make_env .venv-generate "generate ($VARIANT)" "$VLLM_REQ" "datasets==5.2.0" -e ".[test]"
 # vLLM pulls these in through optional paths; their builds do not match the pinned torch and break its import.
-extra=$(.venv-generate/bin/python -m pip list --format=freeze 2>/dev/null \
-        | grep -oiE '^(torchvision|torchaudio|torchcodec)=' | tr -d '=' || true)
-if [ -n "$extra" ]; then .venv-generate/bin/python -m pip uninstall -y -q $extra; fi
-.venv-generate/bin/python -c "import vllm, vs_sonar_dataset; print('setup: generate environment ready, vllm', vllm.__version__)"
+finish_generate_env() {
+  local extra
+  extra=$("$1/bin/python" -m pip list --format=freeze 2>/dev/null \
+          | grep -oiE '^(torchvision|torchaudio|torchcodec)=' | tr -d '=' || true)
+  if [ -n "$extra" ]; then "$1/bin/python" -m pip uninstall -y -q $extra; fi
+  "$1/bin/python" -c "import vllm, vs_sonar_dataset; print('setup: generate environment ready, vllm', vllm.__version__)"
+}
+MAKE_ENV_POST=finish_generate_env make_env .venv-generate "generate ($VARIANT)" "$VLLM_REQ" "datasets==5.2.0" \
+  -e ".[test]"
