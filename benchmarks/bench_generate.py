@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -89,8 +88,7 @@ def main() -> int:
     from vs_sonar_dataset.generate.backends import VllmBackend
     from vs_sonar_dataset.generate.config import GenerateConfig
     from vs_sonar_dataset.generate.problems import Gsm8kSource
-    from vs_sonar_dataset.generate.prompt import plan_request, response_schema
-    from vs_sonar_dataset.generate.run import run_generate
+    from vs_sonar_dataset.generate.run import planned_request, run_generate, run_schema
 
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     on_cpu, model = args.model is None and args.random_weights_of is None, args.model
@@ -110,10 +108,8 @@ def main() -> int:
         min_english_word_share=0.0 if (on_cpu or args.random_weights_of) else 0.2)
 
     problems = Gsm8kSource(config.gsm8k, config.splits).load()
-    requests = [plan_request(i, config.seed, problems, config.min_problems, config.max_problems,
-                             config.candidates_per_request, config.min_chars, config.max_chars)
-                for i in range(args.requests)]
-    schema = response_schema(config.candidates_per_request, config.min_chars, config.max_chars)
+    requests = [planned_request(config, problems, i) for i in range(args.requests)]  # exactly the pipeline's
+    schema = run_schema(config)
     load_start = time.perf_counter()
     backend = TimedBackend(VllmBackend(config))
     print(f"model {model}: engine ready in {time.perf_counter() - load_start:.1f} s", flush=True)
@@ -133,7 +129,7 @@ def main() -> int:
         out = work / f"run-{round_no}"
         backend.seconds = 0.0
         start = time.perf_counter()
-        summary = run_generate(replace(config), out, progress=False, backend_factory=lambda _c: backend)
+        summary = run_generate(config, out, progress=False, backend_factory=lambda _c: backend)
         pipe_times.append(time.perf_counter() - start)
         pipe_engine_times.append(backend.seconds)
         print(f"round {round_no}: raw {raw_times[-1]:.2f} s, pipeline {pipe_times[-1]:.2f} s "

@@ -57,6 +57,17 @@ def empty_stats(config: GenerateConfig) -> dict:
             "rejected": {reason: 0 for reason in REASONS}}
 
 
+def planned_request(config: GenerateConfig, problems: list[Problem], index: int):
+    """Request `index` of a run: its seed problems, prompt and seed follow from the config alone."""
+    return plan_request(index, config.seed, problems, config.min_problems, config.max_problems,
+                        config.candidates_per_request, config.min_chars, config.max_chars)
+
+
+def run_schema(config: GenerateConfig) -> dict:
+    """The JSON schema every completion of the run is constrained to."""
+    return response_schema(config.candidates_per_request, config.min_chars, config.max_chars)
+
+
 class Generator:
     """Turns request blocks into accepted rows, with dedup against everything accepted so far."""
 
@@ -66,7 +77,7 @@ class Generator:
         self.seen, self.stats = seen, stats
         self.parser = ResponseParser(Limits(config.candidates_per_request, config.min_chars, config.max_chars,
                                             config.copied_ngram, config.min_english_word_share))
-        self.schema = response_schema(config.candidates_per_request, config.min_chars, config.max_chars)
+        self.schema = run_schema(config)
         self.row_constants = {
             "generator_model": config.model_name or config.model,
             "generator_revision": resolved["generator_revision"],
@@ -84,8 +95,7 @@ class Generator:
         for batch_start in range(start, stop, c.batch_size):
             if self.done:
                 break
-            requests = [plan_request(i, c.seed, self.problems, c.min_problems, c.max_problems,
-                                     c.candidates_per_request, c.min_chars, c.max_chars)
+            requests = [planned_request(c, self.problems, i)
                         for i in range(batch_start, min(batch_start + c.batch_size, stop))]
             completions = self.backend.complete(requests, self.schema)
             self.stats["requests"] += len(requests)
