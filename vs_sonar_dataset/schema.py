@@ -25,7 +25,10 @@ CANDIDATE_SCHEMA = pa.schema(CANDIDATE_FIELDS)
 
 
 def embedding_type(dim: int = EMBEDDING_DIM) -> pa.DataType:
-    return pa.list_(pa.float32(), dim)
+    """fixed_size_list<float32>[dim] whose items are declared non-null: Parquet then writes and decodes no
+    definition levels per float (a third faster to read). Readers that do not declare it (datasets) still see
+    fixed_size_list<float32>[dim]."""
+    return pa.list_(pa.field("item", pa.float32(), nullable=False), dim)
 
 
 def pool_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:

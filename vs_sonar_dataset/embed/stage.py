@@ -184,8 +184,8 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
         kept_rows = np.flatnonzero(result.keep)
         pool_table = chunk.take(pa.array(kept_positions, type=pa.int64()))
         flat = pa.array(valid_vectors[kept_rows].reshape(-1), type=pa.float32())
-        pool_table = pool_table.append_column(schema.field("embedding"),
-                                              pa.FixedSizeListArray.from_arrays(flat, encoder.dim))
+        embedding = schema.field("embedding")
+        pool_table = pool_table.append_column(embedding, pa.FixedSizeListArray.from_arrays(flat, type=embedding.type))
         pool_table = pool_table.append_column(schema.field("encoder"),
                                               pa.array([encoder.name] * len(kept_positions), pa.string()))
         pool_table = pool_table.cast(schema)
