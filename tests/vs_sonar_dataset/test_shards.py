@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from vs_sonar_dataset.errors import ShardError
-from vs_sonar_dataset.shards import MANIFEST, ShardWriter, read_manifest, read_table
+from vs_sonar_dataset.shards import MANIFEST, ROW_GROUP_ROWS, ShardWriter, iter_shard_batches, read_manifest, read_table
 from vs_sonar_dataset.synth import synthetic_table
 
 import numpy as np
@@ -22,6 +22,26 @@ def test_write_then_read_round_trips(tmp_path):
     m = read_manifest(tmp_path, "pool")
     assert m.complete and m.rows == 15 and [s["rows"] for s in m.shards] == [10, 5]
     assert read_table(tmp_path).equals(pa.concat_tables([_table(0, 10), _table(10, 5)]))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batches_come_in_order_whatever_the_decoding_threads(tmp_path, threads):
+    w = ShardWriter(tmp_path, "pool", {}, embedding_dim=8)
+    for start, n in [(0, 2 * ROW_GROUP_ROWS + 100), (2 * ROW_GROUP_ROWS + 100, 50), (2 * ROW_GROUP_ROWS + 150, 9000)]:
+        w.write(_table(start, n))
+    batches = list(iter_shard_batches(tmp_path, "pool", batch_rows=5000, threads=threads))
+    assert max(b.num_rows for b in batches) == 5000
+    assert pa.Table.from_batches(batches).equals(read_table(tmp_path))
+
+
+def test_an_altered_shard_is_named_by_parallel_readers_too(tmp_path):
+    w = ShardWriter(tmp_path, "pool", {}, embedding_dim=8)
+    w.write(_table(0, 10))
+    w.write(_table(10, 10))
+    path = tmp_path / "shard-00001.parquet"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ShardError, match="shard-00001.parquet: sha256 differs"):
+        list(iter_shard_batches(tmp_path, "pool", threads=2))
 
 
 def test_truncated_shard_is_named(tmp_path):
