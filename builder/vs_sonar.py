@@ -16,7 +16,8 @@ import datasets
 
 from vs_sonar_dataset.release import DEFAULT_CONFIGS
 from vs_sonar_dataset.shards import read_manifest
-from vs_sonar_dataset.splits import SPLITS, iter_rows_in_order, make_plan, parse_size
+from vs_sonar_dataset.shuffle import iter_rows_in_order
+from vs_sonar_dataset.splits import SPLITS, make_plan, parse_size
 
 
 @dataclass

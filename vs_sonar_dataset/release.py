@@ -29,7 +29,8 @@ from .background import OrderedBackground
 from .errors import UserError
 from .schema import embedding_matrix
 from .shards import PARQUET_OPTIONS, ROW_GROUP_ROWS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
-from .splits import SPLITS, iter_rows_in_order, make_plan, split_sizes
+from .shuffle import iter_rows_in_order
+from .splits import SPLITS, make_plan, split_sizes
 from .stats import StatsAccumulator, stats_table
 
 HELP = "build a release folder (configs, splits, stats, plots, card) from a pool"

@@ -1,10 +1,8 @@
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from vs_sonar_dataset.errors import UserError
-from vs_sonar_dataset.shards import read_table
-from vs_sonar_dataset.splits import SPLITS, iter_rows_in_order, make_plan, parse_size, split_sizes
+from vs_sonar_dataset.splits import SPLITS, make_plan, parse_size, split_sizes
 
 
 def test_split_sizes_are_80_10_10_and_sum_to_size():
@@ -40,10 +38,3 @@ def test_plan_depends_on_seed_only():
 def test_too_few_rows_says_how_many_are_missing():
     with pytest.raises(UserError, match="1000 rows missing"):
         make_plan(9000, {"10k": 10_000}, seed=0)
-
-
-def test_rows_stream_in_order_across_buckets(small_pool):
-    pool = read_table(small_pool)
-    order = np.random.default_rng(0).permutation(pool.num_rows)[:700]
-    got = pa.concat_tables(iter_rows_in_order(small_pool, order, bucket_rows=128))
-    assert got.equals(pool.take(order))
