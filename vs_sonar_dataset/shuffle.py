@@ -6,8 +6,8 @@ and appends every needed row to its bucket, in the same order in both files. Pas
 puts each in order and deletes its files at once, so the temporary space shrinks as the output grows.
 
 Where it can, the vector files bypass the page cache (O_DIRECT): they are written once and read once, and
-pushing 4 GB per million rows through the cache costs more CPU than the rest of the shuffle together. Big
-buffers are reused rather than allocated per batch, for the same reason: fresh memory costs a page fault per
+copying 4 GB per million rows into fresh page-cache pages was a large share of the build's CPU time. Big
+buffers are reused rather than allocated per bucket for the same reason: fresh memory costs a page fault per
 page. Decoding, temporary writes and read-backs run in background threads.
 """
 

@@ -215,7 +215,8 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     _check_card(release, manifest, report)
     verification["passed"] = report.passed
     render_card(release, manifest, verification)
-    files = release_files(release, [p for p in release_paths(release) if p not in set(data_files)])
+    hashed = set(data_files)
+    files = release_files(release, [p for p in release_paths(release) if p not in hashed])
     files.update(data_hashes.result())
     verification["files"] = dict(sorted(files.items()))
     verification["seconds"] = round(time.time() - started, 2)
