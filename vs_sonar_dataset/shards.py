@@ -15,6 +15,7 @@ import json
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -144,10 +145,8 @@ def _checked_shards(directory: Path, kind: str | None) -> Iterator[tuple[Path, p
             for entry, path, digest in zip(manifest.shards, paths, digests):
                 if digest.result() != entry["sha256"]:
                     raise ShardError(f"{path}: sha256 differs from the manifest (truncated or altered)")
-                try:
+                with _naming_unreadable(path):
                     parquet = pq.ParquetFile(path)
-                except (pa.ArrowException, OSError) as e:
-                    raise ShardError(f"{path}: unreadable Parquet ({e})") from None
                 check_schema(parquet.schema_arrow, manifest.schema, str(path))
                 if parquet.metadata.num_rows != entry["rows"]:
                     raise ShardError(f"{path}: {parquet.metadata.num_rows} rows, the manifest says {entry['rows']}")
@@ -160,10 +159,9 @@ def _checked_shards(directory: Path, kind: str | None) -> Iterator[tuple[Path, p
 def iter_shards(directory: str | os.PathLike, kind: str | None = None) -> Iterator[pa.Table]:
     """Yield each shard as a table after checking it against the manifest."""
     for path, parquet, manifest in _checked_shards(Path(directory), kind):
-        try:
-            yield parquet.read()
-        except (pa.ArrowException, OSError) as e:
-            raise ShardError(f"{path}: unreadable Parquet ({e})") from None
+        with _naming_unreadable(path):
+            table = parquet.read()
+        yield table
 
 
 def iter_shard_batches(directory: str | os.PathLike, kind: str | None = None,
@@ -173,10 +171,8 @@ def iter_shard_batches(directory: str | os.PathLike, kind: str | None = None,
     releases the GIL), for readers that would otherwise wait on a single decoding thread."""
     if threads == 1:
         for path, parquet, manifest in _checked_shards(Path(directory), kind):
-            try:
+            with _naming_unreadable(path):
                 yield from parquet.iter_batches(batch_size=batch_rows, use_threads=False)
-            except (pa.ArrowException, OSError) as e:
-                raise ShardError(f"{path}: unreadable Parquet ({e})") from None
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
         pending: deque = deque()
@@ -198,8 +194,16 @@ def _read_row_group(path: Path, group: int) -> pa.Table:
 
 
 def _batches_of(path: Path, table: Future, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    with _naming_unreadable(path):
+        batches = table.result().to_batches(max_chunksize=batch_rows)
+    yield from batches
+
+
+@contextmanager
+def _naming_unreadable(path: Path) -> Iterator[None]:
+    """A Parquet or I/O error inside the block becomes a ShardError that names the shard."""
     try:
-        yield from table.result().to_batches(max_chunksize=batch_rows)
+        yield
     except (pa.ArrowException, OSError) as e:
         raise ShardError(f"{path}: unreadable Parquet ({e})") from None
 
