@@ -21,12 +21,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from .config import load_table
 from .envs import REPO_ROOT, python_for
 from .errors import UserError
-from .release import MODEL_CHECKS, RELEASE_MANIFEST
+from .release import MODEL_CHECKS, RELEASE_MANIFEST, build_settings
 from .shards import MANIFEST, read_manifest, sha256_file, write_json_atomic
+from .splits import parse_size
 
 HELP = "run every stage from GSM8K to a verified release (resumable); then publish with python -m publish --run"
 log = logging.getLogger("vs_sonar.run")
@@ -140,13 +142,10 @@ class Runner:
         if not manifest_path.exists():
             return False
         manifest = json.loads(manifest_path.read_text())
-        build = load_table(self.config, "build")
-        built_with = {"seed": manifest["seed"], "configs": manifest["configs"]}
-        wanted = {"seed": build.get("seed", 0), "configs": build.get("configs", built_with["configs"])}
-        from .splits import parse_size
-
-        wanted["configs"] = {k: parse_size(v) for k, v in wanted["configs"].items()}
-        return (manifest["pool"]["manifest_sha256"] == sha256_file(pool / MANIFEST) and built_with == wanted)
+        wanted = build_settings(SimpleNamespace(config=self.config))  # what `vs-sonar build --config` would use
+        return (manifest["pool"]["manifest_sha256"] == sha256_file(pool / MANIFEST)
+                and manifest["seed"] == wanted["seed"]
+                and manifest["configs"] == {k: parse_size(v) for k, v in wanted["configs"].items()})
 
 
 def release_of_run(run_dir) -> Path:
