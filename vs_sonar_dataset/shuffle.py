@@ -43,6 +43,7 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
     """
     pool = read_manifest(pool_dir, "pool")
     dim, field = pool.embedding_dim, pool.schema.field("embedding")
+    field_index = pool.schema.get_field_index("embedding")
     width = dim * 4  # bytes per vector
     bucket_rows = bucket_rows or max(16384, -(-len(order) // MAX_BUCKETS))  # ~64 MB of vectors per bucket
     n_buckets = max(1, -(-len(order) // bucket_rows))
@@ -94,7 +95,7 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
                     np.take(vectors.read(b, rows), ordering, axis=0, out=ordered.reshape(rows, dim))
                     column = pa.FixedSizeListArray.from_arrays(pa.array(ordered), type=field.type)
                     small = small.drop_columns("_dest").take(ordering)
-                    yield small.add_column(pool.schema.get_field_index("embedding"), field, column)
+                    yield small.add_column(field_index, field, column)
 
             yield from prefetched(read_back(), depth=1)
         finally:
