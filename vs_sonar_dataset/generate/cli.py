@@ -21,13 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from .config import load_config
     from .problems import resolve_gsm8k_location
-    from .run import run_generate
+    from .run import nonzero_rejections, run_generate
 
     # --gsm8k, else $VS_SONAR_GSM8K, else the config's own `gsm8k` (a None override leaves it)
-    config = load_config(args.config, gsm8k=resolve_gsm8k_location(getattr(args, "gsm8k", None), None))
+    config = load_config(args.config, gsm8k=resolve_gsm8k_location(getattr(args, "gsm8k", None)))
     summary = run_generate(config, args.out, progress=not args.no_progress)
-    rejected = ", ".join(f"{k} {v}" for k, v in sorted(summary["rejected"].items(), key=lambda kv: -kv[1]) if v)
+    rejected = ", ".join(f"{k} {v}" for k, v in nonzero_rejections(summary["rejected"]))
     print(f"generate: {summary['status']}: {summary['accepted']} of {summary['target']} candidates in "
-          f"{summary['shards']} shard{'' if summary['shards'] == 1 else 's'} from {summary['requests']} requests; rejected {summary['rejected_total']}"
-          f"{' (' + rejected + ')' if rejected else ''}; summary in {args.out}/summary.json")
+          f"{summary['shards']} shard{'' if summary['shards'] == 1 else 's'} from {summary['requests']} requests; "
+          f"rejected {summary['rejected_total']}{' (' + rejected + ')' if rejected else ''}; "
+          f"summary in {args.out}/summary.json")
     return 0 if summary["status"] == "complete" else 1

@@ -144,8 +144,13 @@ _SHORT = {"duplicate": "dup", "malformed_json": "json", "truncated": "trunc", "t
           "bad_probability": "bad-p"}
 
 
+def nonzero_rejections(rejected: dict) -> list[tuple[str, int]]:
+    """The reasons that rejected anything, most frequent first (ties keep the order of `rejected`)."""
+    return sorted(((reason, n) for reason, n in rejected.items() if n), key=lambda kv: -kv[1])
+
+
 def _postfix(stats: dict) -> str:
-    parts = [f"{_SHORT.get(r, r)}={n}" for r, n in sorted(stats["rejected"].items(), key=lambda kv: -kv[1]) if n]
+    parts = [f"{_SHORT.get(r, r)}={n}" for r, n in nonzero_rejections(stats["rejected"])]  # unknown: full name
     return "rejected: " + (" ".join(parts) if parts else "none")
 
 
@@ -186,13 +191,13 @@ def run_generate(config: GenerateConfig, out_dir: str | Path, *, progress: bool 
     max_requests = config.effective_max_requests()
     block = config.requests_per_shard
     backend = None
+    generator = Generator(config, resolved, problems, None, seen, stats)  # the backend starts below, if needed
     bar = tqdm(total=config.num_candidates, initial=stats["accepted"], unit=" accepted", desc="generate",
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:
         next_start = writer.resumed_shards * block
-        if stats["accepted"] < config.num_candidates and next_start < max_requests:
-            backend = backend_factory(config)
-        generator = Generator(config, resolved, problems, backend, seen, stats)
+        if not generator.done and next_start < max_requests:  # no engine start when nothing is left to do
+            backend = generator.backend = backend_factory(config)
 
         def on_batch():
             bar.update(stats["accepted"] - bar.n)
@@ -208,7 +213,7 @@ def run_generate(config: GenerateConfig, out_dir: str | Path, *, progress: bool 
         bar.close()
         if backend is not None:
             backend.close()
-    stats["target_reached"] = stats["accepted"] >= config.num_candidates
+    stats["target_reached"] = generator.done
     writer.finish(stats)
     status = _status(stats)
     if status == "short":
@@ -219,4 +224,5 @@ def run_generate(config: GenerateConfig, out_dir: str | Path, *, progress: bool 
 
 
 def _status(stats: dict) -> str:
-    return "complete" if stats.get("target_reached", stats["accepted"] >= stats["target"]) else "short"
+    # every complete manifest gets target_reached from run_generate before writer.finish
+    return "complete" if stats["target_reached"] else "short"
