@@ -28,13 +28,19 @@ class Completion:
     truncated: bool  # stopped at max_tokens
 
 
+def local_model_dir(model: str) -> Path | None:
+    """The directory `model` names on this machine (`~` expanded), or None: then it can only be a Hub id."""
+    path = Path(model).expanduser()
+    return path if path.is_dir() else None
+
+
 def model_revision(model: str, revision: str) -> str:
     """The revision to record: the configured one, else a fingerprint of a local model directory's
     config and tokenizer files plus its weight file names and sizes (hashing many GB of weights is too slow)."""
     if revision:
         return revision
-    path = Path(model)
-    if not path.is_dir():
+    path = local_model_dir(model)
+    if path is None:
         return "unspecified"
     digest = hashlib.sha256()
     for file in sorted(path.iterdir()):
@@ -60,7 +66,7 @@ def sampling_dict(config: GenerateConfig) -> dict:
 class VllmBackend:
     def __init__(self, config: GenerateConfig):
         looks_local = config.model.startswith(("/", "./", "../", "~")) or "/" not in config.model
-        if looks_local and not Path(config.model).expanduser().is_dir():
+        if looks_local and local_model_dir(config.model) is None:
             raise UserError(f"model {config.model!r}: no such model directory (nor a Hub id of the form org/name)")
         # vLLM reads these at import / engine start; an explicit environment variable wins over the config
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kvcache_space_gib))
@@ -114,14 +120,13 @@ class OpenAIBackend:
 
     def __init__(self, config: GenerateConfig, timeout_s: float = 600.0):
         self.config = config
-        self.model = config.model
         self.url = config.base_url.rstrip("/") + "/chat/completions"
         self.timeout_s = timeout_s
         self.api_key = os.environ.get("OPENAI_API_KEY", "EMPTY")
         self.pool = ThreadPoolExecutor(max_workers=config.batch_size)
 
     def _one(self, request: Request, schema: dict) -> Completion:
-        body = {"model": self.model, "messages": request.messages, "seed": request.seed, "n": 1,
+        body = {"model": self.config.model, "messages": request.messages, "seed": request.seed, "n": 1,
                 **sampling_dict(self.config),
                 "response_format": {"type": "json_schema",
                                     "json_schema": {"name": "vs_instructions", "schema": schema, "strict": True}}}

@@ -69,7 +69,7 @@ def test_engine_failure_is_an_error_not_a_rejection(backend, problems):
         backend.complete([plan(0, problems)], schema)
 
 
-def test_revision_fingerprints_a_local_model_directory(tiny_llama, tmp_path):
+def test_revision_fingerprints_a_local_model_directory(tiny_llama, tmp_path, monkeypatch):
     assert model_revision("org/model", "abc123") == "abc123"
     assert model_revision("org/model", "") == "unspecified"
     first = model_revision(str(tiny_llama), "")
@@ -79,6 +79,8 @@ def test_revision_fingerprints_a_local_model_directory(tiny_llama, tmp_path):
     for f in tiny_llama.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
     assert model_revision(str(copy), "") == first
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert model_revision("~/copy", "") == first  # `~` is a local directory here too, as for VllmBackend
     config = json.loads((copy / "config.json").read_text())
     config["rms_norm_eps"] = 1e-5
     (copy / "config.json").write_text(json.dumps(config))
