@@ -127,7 +127,7 @@ class ResponseParser:
         result = ParseResult()
         try:
             data = json.loads(raw, parse_constant=_reject_constant)
-        except (json.JSONDecodeError, ValueError):
+        except ValueError:  # json.JSONDecodeError included, and the NaN / Infinity refusal
             result.rejected[TRUNCATED if truncated else MALFORMED_JSON] += 1
             return result
         items = data.get("responses") if isinstance(data, dict) else None
@@ -151,7 +151,7 @@ class ResponseParser:
         if not isinstance(item, dict):
             return NOT_AN_OBJECT
         probability = item.get("probability")
-        if "probability" not in item or probability is None:
+        if probability is None:  # absent or null
             return MISSING_PROBABILITY
         if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not math.isfinite(probability):
             return BAD_PROBABILITY
