@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_GSM8K = REPO_ROOT.parent / "shared" / "data" / "gsm8k"  # a local GSM8K copy beside the checkout, if any
 
 # stage -> (module that proves the environment fits, default venv folder, variable that overrides the python)
 STAGE_ENVS = {

@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.envs import REPO_ROOT, SHARED_GSM8K as GSM8K
 
-GSM8K = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
 SCALE_DOWN = {  # demo.toml line -> the same setting for a run of a few minutes
     'num_candidates = 10500': 'num_candidates = 1150',
     'target_rows = 10000': 'target_rows = 1000',

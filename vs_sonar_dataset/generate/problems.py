@@ -146,6 +146,6 @@ class Gsm8kSource:
         return problems_from_rows(list(rows), split, f"{self.location}[{split}]")
 
 
-def resolve_gsm8k_location(cli_value: str | None, config_value: str) -> str:
-    """Precedence: --gsm8k, then $VS_SONAR_GSM8K, then the config's `gsm8k` (default: the Hub)."""
-    return cli_value or os.environ.get(GSM8K_ENV) or config_value
+def resolve_gsm8k_location(cli_value: str | None) -> str | None:
+    """--gsm8k, else $VS_SONAR_GSM8K, else None: the config's own `gsm8k` (default: the Hub) then stays."""
+    return cli_value or os.environ.get(GSM8K_ENV) or None

@@ -8,14 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.envs import SHARED_GSM8K
 from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.generate.config import load_config
 from vs_sonar_dataset.generate.problems import (GSM8K_ENV, Gsm8kSource, final_answer, fingerprint,
                                                 resolve_gsm8k_location)
 
-from .conftest import PROBLEMS, write_gsm8k
-
-SHARED_GSM8K = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
+from .conftest import PROBLEMS, write_config, write_gsm8k
 
 
 def test_directory_gives_ids_by_split_and_index_and_final_answers(gsm8k_dir):
@@ -83,12 +82,19 @@ def test_hub_id_goes_through_datasets_and_fails_clearly_offline(tmp_path):
     assert "USERERROR GSM8K:" in out.stdout and "openai/gsm8k" in out.stdout, out.stderr[-2000:]
 
 
-def test_location_precedence_flag_then_environment_then_config(monkeypatch):
+def test_location_precedence_flag_then_environment_then_config(monkeypatch, tmp_path):
+    config = write_config(tmp_path / "c.toml", {"model": "org/model", "gsm8k": "/data/config"})
+
+    def location(flag):  # as the CLI resolves it: a None override leaves the config's own value
+        return load_config(config, gsm8k=resolve_gsm8k_location(flag)).gsm8k
+
     monkeypatch.delenv(GSM8K_ENV, raising=False)
-    assert resolve_gsm8k_location(None, "openai/gsm8k") == "openai/gsm8k"
+    assert resolve_gsm8k_location(None) is None and location(None) == "/data/config"
+    monkeypatch.setenv(GSM8K_ENV, "")
+    assert location(None) == "/data/config"
     monkeypatch.setenv(GSM8K_ENV, "/data/env")
-    assert resolve_gsm8k_location(None, "openai/gsm8k") == "/data/env"
-    assert resolve_gsm8k_location("/data/flag", "openai/gsm8k") == "/data/flag"
+    assert resolve_gsm8k_location(None) == "/data/env" and location(None) == "/data/env"
+    assert resolve_gsm8k_location("/data/flag") == "/data/flag" and location("/data/flag") == "/data/flag"
 
 
 @pytest.mark.skipif(not SHARED_GSM8K.is_dir(), reason="no local GSM8K copy beside the checkout")
