@@ -4,7 +4,6 @@ folder), a small GSM8K-format problem set and a config writer.
 The vLLM tests need the generate environment: .venv-generate/bin/python -m pytest tests/vs_sonar_dataset/generate
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.envs import REPO_ROOT, runs_here
 
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
+HAS_VLLM = runs_here("generate")
 needs_vllm = pytest.mark.skipif(not HAS_VLLM, reason="needs the generate environment (.venv-generate)")
 
 # GSM8K-format problems written for the tests (question, worked answer, "#### final answer").

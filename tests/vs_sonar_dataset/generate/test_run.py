@@ -15,7 +15,9 @@ import pytest
 
 from vs_sonar_dataset import shards
 from vs_sonar_dataset.envs import REPO_ROOT
-from vs_sonar_dataset.generate import parse, prompt
+from vs_sonar_dataset.generate import parse, prompt, run
+from vs_sonar_dataset.generate.config import load_config
+from vs_sonar_dataset.generate.problems import Gsm8kSource
 from vs_sonar_dataset.textnorm import text_id
 
 from .conftest import FAST, needs_vllm, write_config
@@ -63,9 +65,13 @@ def test_run_stops_at_exactly_the_target_with_full_provenance(reference, tiny_ll
         assert row["template_hash"] == prompt.template_hash()
         assert row["generator_model"] == str(tiny_llama) and row["generator_revision"].startswith("dir-sha256:")
         assert json.loads(row["sampling_params"]) == {"max_tokens": 200, "temperature": 1.0, "top_p": 1.0}
-    # request i's problems are the ones planned for it
-    request_of = {seeds[r["request_seed"]] for r in rows}
-    assert request_of and all(isinstance(i, int) for i in request_of)
+    # request i's problems are the ones planned for it, with problems loaded as the run loads them
+    generate_config = load_config(config)
+    problems = Gsm8kSource(generate_config.gsm8k, generate_config.splits).load()
+    for row in rows:
+        planned = run.planned_request(generate_config, problems, seeds[row["request_seed"]])
+        assert planned.seed == row["request_seed"]
+        assert row["seed_problem_ids"] == [p.id for p in planned.problems]
 
     manifest = shards.read_manifest(out, "candidates")
     assert manifest.complete and manifest.config["generate"]["model"] == str(tiny_llama)
