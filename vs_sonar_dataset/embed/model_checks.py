@@ -34,43 +34,60 @@ log = logging.getLogger("vs_sonar.model_check")
 _DATA_FILE = re.compile(r"^(train|validation|test)-\d{5}-of-\d{5}\.parquet$")
 
 
-def largest_config_files(release: Path) -> tuple[str, list[Path]]:
+def largest_config_files(release: Path) -> tuple[str, list[Path], list[int]]:
+    """The config with the most rows: its name, its data files and their row counts (from the footers)."""
     data = release / "data"
     if not data.is_dir():
         raise UserError(f"{release}: no data/ folder; is this a release folder?")
-    best: tuple[int, str, list[Path]] | None = None
+    best: tuple[int, str, list[Path], list[int]] | None = None
     for folder in sorted(p for p in data.iterdir() if p.is_dir()):
         files = sorted(f for f in folder.iterdir() if _DATA_FILE.match(f.name))
         if not files:
             continue
         try:
-            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
             names = set(pq.read_schema(files[0]).names)
         except (pa.ArrowException, OSError) as e:
             raise UserError(f"{folder}: unreadable Parquet ({e})") from None
         if not {"id", "instruction", "embedding"} <= names:
             continue  # e.g. the stats config
-        if best is None or rows > best[0]:
-            best = (rows, folder.name, files)
+        if best is None or sum(counts) > best[0]:
+            best = (sum(counts), folder.name, files, counts)
     if best is None:
         raise UserError(f"{data}: no config with id, instruction and embedding columns")
-    return best[1], best[2]
+    return best[1], best[2], best[3]
 
 
 def encoder_in_data(release: Path) -> str | None:
     """The encoder named in the first row of the largest config, if its files have an `encoder` column."""
-    _, files = largest_config_files(release)
+    _, files, _ = largest_config_files(release)
     if "encoder" not in pq.read_schema(files[0]).names:
         return None
     column = pq.ParquetFile(files[0]).read_row_group(0, columns=["encoder"]).column("encoder")
     return column[0].as_py() if len(column) else None
 
 
-def read_rows(files: list[Path]) -> pa.Table:
+def _unreadable(files: list[Path], e: Exception) -> UserError:
+    return UserError(f"{files[0].parent}: unreadable Parquet ({e})")
+
+
+def read_sample(files: list[Path], counts: list[int], picked: np.ndarray) -> pa.Table:
+    """The rows at the sorted positions `picked` of the files taken in order, holding one file at a time in
+    memory (the largest config's vectors are 4 GB per million rows). Every file is read, sampled or not, so
+    that an unreadable one still fails the check."""
+    starts = np.cumsum([0, *counts[:-1]])
+    parts = []
+    for path, start, count in zip(files, starts, counts):
+        low, high = np.searchsorted(picked, [start, start + count])
+        try:
+            table = pq.read_table(path, columns=["id", "instruction", "embedding"])
+        except (pa.ArrowException, OSError) as e:
+            raise _unreadable(files, e) from None
+        parts.append(table.take(pa.array(picked[low:high] - start, type=pa.int64())))
     try:
-        table = pa.concat_tables(pq.read_table(f, columns=["id", "instruction", "embedding"]) for f in files)
-    except (pa.ArrowException, OSError) as e:
-        raise UserError(f"{files[0].parent}: unreadable Parquet ({e})") from None
+        table = pa.concat_tables(parts)  # refuses files of different schemas, as reading them together did
+    except pa.ArrowException as e:
+        raise _unreadable(files, e) from None
     if not pa.types.is_fixed_size_list(table.schema.field("embedding").type):
         raise UserError(f"{files[0].parent}: embedding is {table.schema.field('embedding').type}, "
                         "expected fixed_size_list<float32>")
@@ -107,16 +124,16 @@ def run_model_checks(release: str | Path, embed: EmbedConfig, check: ModelCheckC
                      encoder=None, decoder=None) -> dict:
     release = Path(release)
     started = time.monotonic()
-    config_name, files = largest_config_files(release)
-    table = read_rows(files)
-    if table.num_rows == 0:
+    config_name, files, counts = largest_config_files(release)
+    total = sum(counts)
+    picked = sample_indices(total, check.sample, check.seed)
+    rows = read_sample(files, counts, picked)  # first: an unreadable file is reported before "no rows"
+    if total == 0:
         raise UserError(f"{files[0].parent}: no rows")
-    picked = sample_indices(table.num_rows, check.sample, check.seed)
-    rows = table.take(pa.array(picked))
     ids = rows.column("id").to_pylist()
     texts = rows.column("instruction").to_pylist()
     stored = embedding_matrix(rows)
-    log.info("model checks on %d of %d rows of config %s", len(ids), table.num_rows, config_name)
+    log.info("model checks on %d of %d rows of config %s", len(ids), total, config_name)
 
     if encoder is None:
         from .encoders import make_encoder

@@ -12,12 +12,14 @@ import pytest
 
 from vs_sonar_dataset import shards
 from vs_sonar_dataset.embed.config import EmbedConfig, ModelCheckConfig
-from vs_sonar_dataset.embed.model_checks import run_model_checks
+from vs_sonar_dataset.embed.model_checks import largest_config_files, read_sample, run_model_checks, sample_indices
 from vs_sonar_dataset.release import MODEL_CHECKS
 from vs_sonar_dataset.embed.stage import run_embed
 from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.fixtures.candidates import write_candidates
 
-from .conftest import needs_sonar, write_candidates
+from .conftest import needs_sonar
 
 pytestmark = needs_sonar
 
@@ -90,6 +92,24 @@ def test_sample_is_seeded(tmp_path, pool_table, tiny_sonar, encoder, decoder):
         assert result["sample_size"] == 6
         ids.append([e["id"] for e in result["round_trip"]["examples"]])
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_sample_read_file_by_file_is_the_sample_of_the_whole_config(tmp_path, pool_table):
+    release = make_release(tmp_path, pool_table)
+    name, files, counts = largest_config_files(release)
+    assert name == "all" and len(files) == 2 and sum(counts) == pool_table.num_rows
+    whole = pa.concat_tables(pq.read_table(f, columns=["id", "instruction", "embedding"]) for f in files)
+    for sample, seed in [(12, 1), (None, 0), (1, 5)]:
+        picked = sample_indices(whole.num_rows, sample, seed)
+        if sample == 12:
+            assert picked.min() < counts[0] <= picked.max()  # rows from both files
+        assert read_sample(files, counts, picked).to_pydict() == whole.take(pa.array(picked)).to_pydict()
+
+
+def test_a_release_without_rows_is_a_user_error(tmp_path, pool_table, tiny_sonar, encoder, decoder):
+    release = make_release(tmp_path, pool_table.slice(0, 0))
+    with pytest.raises(UserError, match="no rows"):
+        run_model_checks(release, embed_config(tiny_sonar), check_config(), encoder, decoder)
 
 
 def run_cli(*args):
