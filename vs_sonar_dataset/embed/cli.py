@@ -42,7 +42,7 @@ def unset_flags_fall_back_to_config(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from .config import load_embed_config
     from .encoders import make_encoder
-    from .stage import run_embed
+    from .stage import BROKEN_REASONS, DUPLICATE_REASONS, run_embed
     from ..shards import read_manifest
 
     # every [embed] key that has a flag; the others come back None and leave the file's value
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     encoder = make_encoder(config)
     manifest = run_embed(args.candidates, args.out, config, encoder)
     stats = manifest.stats
+    duplicates, broken = (sum(stats[f"dropped_{r}"] for r in group) for group in (DUPLICATE_REASONS, BROKEN_REASONS))
     print(f"embed: {args.out}: {stats['kept']} rows kept of {stats['input_rows_done']} candidates "
-          f"(duplicates {stats['dropped_duplicate'] + stats['dropped_duplicate_id']}, broken vectors "
-          f"{stats['dropped_nan'] + stats['dropped_inf'] + stats['dropped_zero_norm']})")
+          f"(duplicates {duplicates}, broken vectors {broken})")
     return 0

@@ -135,11 +135,12 @@ EXACT_PHASE_CHUNK = 4096  # rows per exact-phase call (decisions do not depend o
 
 
 def _concat(parts: list[DedupResult]) -> DedupResult:
+    if not parts:
+        return DedupResult.empty()
     if len(parts) == 1:
         return parts[0]
-    return DedupResult(sum(p.processed for p in parts), np.concatenate([p.keep for p in parts] or [np.zeros(0, bool)]),
-                       np.concatenate([p.duplicate_of for p in parts] or [np.zeros(0, np.int64)]),
-                       np.concatenate([p.cosine for p in parts] or [np.zeros(0, np.float32)]))
+    return DedupResult(sum(p.processed for p in parts), np.concatenate([p.keep for p in parts]),
+                       np.concatenate([p.duplicate_of for p in parts]), np.concatenate([p.cosine for p in parts]))
 
 
 class IVFDeduper:

@@ -29,7 +29,7 @@ from .batching import token_budget_batches
 from .config import EmbedConfig
 from .dedup import make_deduper
 from .encoders import TextEncoder
-from .vectors import invalid_reasons
+from .vectors import REASON_INF, REASON_NAN, REASON_ZERO, invalid_reasons
 
 log = logging.getLogger("vs_sonar.embed")
 
@@ -42,7 +42,11 @@ DROPPED_SCHEMA = pa.schema([
     pa.field("duplicate_of", pa.string()),  # id of the kept row it duplicates
     pa.field("cosine", pa.float32()),  # cosine to that row (duplicate only)
 ])
-REASONS = ("duplicate", "duplicate_id", "nan", "inf", "zero_norm")
+DUPLICATE = "duplicate"
+DUPLICATE_ID = "duplicate_id"
+DUPLICATE_REASONS = (DUPLICATE, DUPLICATE_ID)
+BROKEN_REASONS = (REASON_NAN, REASON_INF, REASON_ZERO)
+REASONS = DUPLICATE_REASONS + BROKEN_REASONS
 
 
 def encode_texts(encoder: TextEncoder, texts: list[str], config: EmbedConfig) -> np.ndarray:
@@ -71,7 +75,7 @@ def _iter_chunks(candidates_dir: Path, chunk_rows: int, skip: int):
         if position + buffered_rows + table.num_rows <= skip:
             position += table.num_rows
             continue
-        if position + buffered_rows < skip:
+        if position < skip:  # the resume point falls inside this table (nothing is buffered before it)
             cut = skip - position
             table = table.slice(cut)
             position += cut
@@ -86,13 +90,23 @@ def _iter_chunks(candidates_dir: Path, chunk_rows: int, skip: int):
         yield position, pa.concat_tables(buffered)
 
 
+def _pool_table(kept: pa.Table, vectors: np.ndarray, encoder_name: str, schema: pa.Schema) -> pa.Table:
+    """The kept candidate rows with their vectors and the encoder's name, in the pool schema."""
+    embedding = schema.field("embedding")
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    table = kept.append_column(embedding, pa.FixedSizeListArray.from_arrays(flat, type=embedding.type))
+    table = table.append_column(schema.field("encoder"), pa.array([encoder_name] * kept.num_rows, pa.string()))
+    # not a no-op: ShardWriter's check ignores schema metadata, which a candidate shard may carry; this drops it
+    return table.cast(schema)
+
+
 def _empty_stats(input_rows: int, config: EmbedConfig) -> dict:
     return {"input_rows": input_rows, "input_rows_done": 0, "kept": 0,
             **{f"dropped_{r}": 0 for r in REASONS}, "target_rows": config.target_rows, "target_reached": False}
 
 
 def _finish(pool_dir: Path, writer: shards.ShardWriter, stats: dict) -> shards.Manifest:
-    parts = sorted((pool_dir / DROPPED_DIR).glob("chunk-*.parquet")) if (pool_dir / DROPPED_DIR).is_dir() else []
+    parts = sorted((pool_dir / DROPPED_DIR).glob("chunk-*.parquet"))  # none when the folder is missing
     expected = len(writer.manifest.shards)
     tables = [pq.read_table(p) for p in parts[:expected]]
     dropped = pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
@@ -156,7 +170,7 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
         fresh, seen = [], set()
         for position, row_id in enumerate(ids):  # same text (after normalization) as a kept row
             if row_id in kept_id_set or row_id in seen:
-                drop(position, "duplicate_id", duplicate_of=row_id)
+                drop(position, DUPLICATE_ID, duplicate_of=row_id)
             else:
                 seen.add(row_id)
                 fresh.append(position)
@@ -171,24 +185,16 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
         valid_vectors = vectors[valid_rows]
         result = deduper.process(valid_vectors, limit=limit)
         stop_at = valid[result.processed] if result.processed < len(valid) else len(ids)
-        kept_positions = [p for k, p in enumerate(valid[:result.processed]) if result.keep[k]]
-        kept_ids.extend(ids[p] for p in kept_positions)
+        kept_rows = np.flatnonzero(result.keep)  # rows of valid_vectors (and indices into valid)
+        kept_positions = [valid[k] for k in kept_rows]
+        kept_ids.extend(ids[p] for p in kept_positions)  # before the duplicates: they may name a row kept here
         kept_id_set.update(ids[p] for p in kept_positions)
-        for k, position in enumerate(valid[:result.processed]):
-            if not result.keep[k]:
-                drop(position, "duplicate", duplicate_of=kept_ids[result.duplicate_of[k]],
-                     cosine=float(result.cosine[k]))
+        for k in np.flatnonzero(~result.keep):
+            drop(valid[k], DUPLICATE, duplicate_of=kept_ids[result.duplicate_of[k]], cosine=float(result.cosine[k]))
         dropped = sorted((d for d in dropped if d["input_index"] < start + stop_at),
                          key=lambda d: d["input_index"])
-
-        kept_rows = np.flatnonzero(result.keep)
-        pool_table = chunk.take(pa.array(kept_positions, type=pa.int64()))
-        flat = pa.array(valid_vectors[kept_rows].reshape(-1), type=pa.float32())
-        embedding = schema.field("embedding")
-        pool_table = pool_table.append_column(embedding, pa.FixedSizeListArray.from_arrays(flat, type=embedding.type))
-        pool_table = pool_table.append_column(schema.field("encoder"),
-                                              pa.array([encoder.name] * len(kept_positions), pa.string()))
-        pool_table = pool_table.cast(schema)
+        pool_table = _pool_table(chunk.take(pa.array(kept_positions, type=pa.int64())), valid_vectors[kept_rows],
+                                 encoder.name, schema)
 
         stats["input_rows_done"] = start + stop_at
         stats["kept"] += len(kept_positions)
