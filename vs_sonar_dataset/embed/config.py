@@ -116,9 +116,11 @@ def read_toml(path: str | Path | None) -> dict:
     return {} if path is None else load_toml(path)
 
 
-def load_config(cls, table: str, path: str | Path | None, overrides: dict[str, Any] | None = None):
-    """The `[table]` of the TOML file (other tables are ignored), then the non-None overrides."""
-    raw = read_toml(path).get(table, {})
+def load_config(cls, table: str, path: str | Path | None, overrides: dict[str, Any] | None = None,
+                toml: dict | None = None):
+    """The `[table]` of the TOML file (other tables are ignored), then the non-None overrides. `toml`: the
+    file already parsed by read_toml(path), for callers that read several tables of it."""
+    raw = (read_toml(path) if toml is None else toml).get(table, {})
     if not isinstance(raw, dict):
         raise UserError(f"{path}: [{table}] must be a table")
     config = _coerce(cls, table, raw)
@@ -128,9 +130,9 @@ def load_config(cls, table: str, path: str | Path | None, overrides: dict[str, A
     return config.validate()
 
 
-def load_embed_config(path=None, overrides=None) -> EmbedConfig:
-    return load_config(EmbedConfig, "embed", path, overrides)
+def load_embed_config(path=None, overrides=None, toml=None) -> EmbedConfig:
+    return load_config(EmbedConfig, "embed", path, overrides, toml)
 
 
-def load_model_check_config(path=None, overrides=None) -> ModelCheckConfig:
-    return load_config(ModelCheckConfig, "model_check", path, overrides)
+def load_model_check_config(path=None, overrides=None, toml=None) -> ModelCheckConfig:
+    return load_config(ModelCheckConfig, "model_check", path, overrides, toml)

@@ -124,13 +124,14 @@ class SonarTextEncoder:
     def load(cls, encoder: str = "text_sonar_basic_encoder", tokenizer: str | None = None,
              source_lang: str = "eng_Latn", device: str = "auto", dtype: str = "auto", max_tokens: int = 512,
              asset_dir: str | None = None) -> "SonarTextEncoder":
-        """By asset card name (from a local asset_dir, when given)."""
+        """By asset card name (from a local asset_dir, when given); no tokenizer: the encoder's card."""
         use_asset_dir(asset_dir)
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
         model = load_sonar_model(encoder, device, torch_dtype)
-        return cls(model, load_sonar_tokenizer(tokenizer or encoder), encoder, tokenizer, source_lang, device,
-                   torch_dtype, max_tokens)
+        tokenizer = tokenizer or encoder  # for callers without an EmbedConfig (whose tokenizer_name says the same)
+        return cls(model, load_sonar_tokenizer(tokenizer), encoder, tokenizer, source_lang, device, torch_dtype,
+                   max_tokens)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         return [min(len(self._token_encoder(t)), self.max_tokens) for t in texts]
@@ -177,5 +178,5 @@ class SonarTextDecoder:
 
 def make_encoder(config) -> TextEncoder:
     """The encoder an EmbedConfig asks for."""
-    return SonarTextEncoder.load(config.encoder, config.tokenizer, config.source_lang, config.device, config.dtype,
-                                 config.max_tokens, config.asset_dir)
+    return SonarTextEncoder.load(config.encoder, config.tokenizer_name, config.source_lang, config.device,
+                                 config.dtype, config.max_tokens, config.asset_dir)

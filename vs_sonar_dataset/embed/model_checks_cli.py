@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         if not (sample.isdigit() and int(sample) > 0):
             raise UserError(f"--sample must be a positive integer or 'all', not {sample!r}")
         sample = int(sample)
-    toml = read_toml(flag("config"))
+    toml = read_toml(flag("config"))  # read once: both tables and the decoder default come from it
     base = {} if "embed" in toml else _recorded_embed_settings(release)
     if "embed" not in toml and "encoder" not in base:
         recorded = encoder_in_data(release)
@@ -72,9 +72,9 @@ def main(args: argparse.Namespace) -> int:
             base["encoder"] = recorded
     embed = load_embed_config(flag("config"), {**base, "encoder": flag("encoder") or base.get("encoder"),
                                                "asset_dir": flag("asset_dir") or base.get("asset_dir"),
-                                               "device": flag("device"), "dtype": flag("dtype")})
+                                               "device": flag("device"), "dtype": flag("dtype")}, toml)
     check = load_model_check_config(flag("config"), {"seed": flag("seed"), "min_pass_rate": flag("min_pass_rate"),
-                                                     "decoder": flag("decoder")})
+                                                     "decoder": flag("decoder")}, toml)
     if sample is not None:
         check.sample = None if sample == "all" else sample
     if flag("decoder") is None and "decoder" not in toml.get("model_check", {}):
