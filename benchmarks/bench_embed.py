@@ -71,28 +71,17 @@ def raw_predict(encoder, texts, batch_size: int, device: str) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def stage(encoder, texts, args, workdir: Path, run: int) -> float:
-    import pyarrow as pa
-
-    from vs_sonar_dataset import shards
+def stage(encoder, texts, args, workdir: Path) -> float:
     from vs_sonar_dataset.embed.config import EmbedConfig
     from vs_sonar_dataset.embed.stage import run_embed
-    from vs_sonar_dataset.schema import CANDIDATE_SCHEMA
-    from vs_sonar_dataset.textnorm import text_id
+    from vs_sonar_dataset.fixtures.candidates import write_candidates
 
-    cands = workdir / f"cands{run}"
-    writer = shards.ShardWriter(cands, "candidates", {"bench": run})
-    rows = [{"id": text_id(t), "instruction": t, "probability": 0.1, "seed_problem_ids": ["train-00000"],
-             "generator_model": "bench", "generator_revision": "0", "sampling_params": "{}",
-             "template_hash": "t", "request_seed": i} for i, t in enumerate(texts)]
-    for i in range(0, len(rows), 1000):
-        writer.write(pa.Table.from_pylist(rows[i:i + 1000], schema=CANDIDATE_SCHEMA))
-    writer.finish()
+    cands = write_candidates(workdir / "cands", texts, rows_per_shard=1000)
     config = EmbedConfig(device=args.device, dtype=args.dtype, tokens_per_batch=args.tokens_per_batch,
                          max_batch_rows=args.max_batch_rows, chunk_rows=args.chunk_rows,
                          dedup_threshold=0.9999).validate()
     start = time.perf_counter()
-    manifest = run_embed(cands, workdir / f"pool{run}", config, encoder)
+    manifest = run_embed(cands, workdir / "pool", config, encoder)
     elapsed = time.perf_counter() - start
     assert manifest.stats["input_rows_done"] == len(texts)
     return len(texts) / elapsed
@@ -127,7 +116,7 @@ def main() -> None:
         for b, rate in raw.items():
             print(f"raw predict batch_size={b}: {rate:.1f} rows/s")
         best_b = max(raw, key=raw.get)
-        stage_rate = stage(encoder, texts, args, workdir, 0)
+        stage_rate = stage(encoder, texts, args, workdir)
         again = raw_predict(encoder, texts, best_b, args.device)  # the best setting again, after the stage
         best = max(raw[best_b], again)
         print(f"embed stage (tokens_per_batch={args.tokens_per_batch}, max_batch_rows={args.max_batch_rows}): "

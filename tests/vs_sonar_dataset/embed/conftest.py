@@ -1,5 +1,6 @@
 """Fixtures of the embed tests: a tiny trained SONAR encoder/decoder pair (built once, cached between sessions
-under pytest's cache folder) and candidate shards made of its training sentences.
+under pytest's cache folder) and its training sentences; candidate shards of them come from
+vs_sonar_dataset.fixtures.candidates (shared with benchmarks/bench_embed.py).
 
 The model tests need the embed environment: .venv-embed/bin/python -m pytest tests/vs_sonar_dataset/embed
 """
@@ -12,10 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vs_sonar_dataset import shards
 from vs_sonar_dataset.envs import REPO_ROOT
-from vs_sonar_dataset.schema import CANDIDATE_SCHEMA
-from vs_sonar_dataset.textnorm import text_id
 
 HAS_SONAR = importlib.util.find_spec("sonar") is not None
 needs_sonar = pytest.mark.skipif(not HAS_SONAR, reason="needs the embed environment (.venv-embed)")
@@ -57,20 +55,3 @@ def decoder(tiny_sonar):
     from vs_sonar_dataset.embed.encoders import SonarTextDecoder
 
     return SonarTextDecoder("tiny_sonar_decoder", device="cpu", asset_dir=str(tiny_sonar))
-
-
-def candidate_rows(texts: list[str], seed_offset: int = 0) -> list[dict]:
-    return [{"id": text_id(t), "instruction": t, "probability": 0.1, "seed_problem_ids": [f"train-{i:05d}"],
-             "generator_model": "tiny", "generator_revision": "0", "sampling_params": "{}",
-             "template_hash": "t", "request_seed": seed_offset + i} for i, t in enumerate(texts)]
-
-
-def write_candidates(directory: Path, texts: list[str], rows_per_shard: int = 7) -> Path:
-    import pyarrow as pa
-
-    writer = shards.ShardWriter(directory, "candidates", {"test": True})
-    rows = candidate_rows(texts)
-    for start in range(0, len(rows), rows_per_shard):
-        writer.write(pa.Table.from_pylist(rows[start:start + rows_per_shard], schema=CANDIDATE_SCHEMA))
-    writer.finish({"rows": len(rows)})
-    return directory

@@ -4,8 +4,9 @@ import subprocess
 import sys
 
 from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.fixtures.candidates import write_candidates
 
-from .conftest import needs_sonar, write_candidates
+from .conftest import needs_sonar
 
 
 def embed(*args):

@@ -18,10 +18,11 @@ from vs_sonar_dataset.embed.config import EmbedConfig
 from vs_sonar_dataset.embed.stage import DROPPED_FILE, DROPPED_SCHEMA, run_embed
 from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.errors import UserError
-from vs_sonar_dataset.schema import pool_schema
+from vs_sonar_dataset.fixtures.candidates import write_candidates
+from vs_sonar_dataset.schema import embedding_matrix, pool_schema
 from vs_sonar_dataset.textnorm import text_id
 
-from .conftest import TEST_DIM, needs_sonar, write_candidates
+from .conftest import TEST_DIM, needs_sonar
 
 pytestmark = needs_sonar
 
@@ -48,8 +49,7 @@ def test_pool_rows_vectors_and_dropped_records(tmp_path, tiny_sonar, encoder, te
     assert pool.schema.equals(pool_schema(TEST_DIM), check_metadata=False)
     assert pool.column("instruction").to_pylist() == train_texts
     assert set(pool.column("encoder").to_pylist()) == {"tiny_sonar_encoder"}
-    stored = pool.column("embedding").combine_chunks().values.to_numpy().reshape(-1, TEST_DIM)
-    np.testing.assert_allclose(stored, encoder.encode_batch(train_texts), atol=1e-5)
+    np.testing.assert_allclose(embedding_matrix(pool), encoder.encode_batch(train_texts), atol=1e-5)
 
     records = dropped(tmp_path / "pool")
     assert records.schema.equals(DROPPED_SCHEMA)
@@ -71,7 +71,7 @@ def test_same_pool_whatever_batching_and_chunking(tmp_path, tiny_sonar, encoder,
         run_embed(cands, tmp_path / f"pool{i}", config(tiny_sonar, **settings), encoder)
         pool = shards.read_table(tmp_path / f"pool{i}", "pool")
         results.append((pool.column("id").to_pylist(), dropped(tmp_path / f"pool{i}").column("id").to_pylist(),
-                        pool.column("embedding").combine_chunks().values.to_numpy()))
+                        embedding_matrix(pool)))
     assert results[0][0] == results[1][0] and results[0][1] == results[1][1]
     np.testing.assert_allclose(results[0][2], results[1][2], atol=1e-5)
 
@@ -97,8 +97,13 @@ def test_stops_at_target_rows(tmp_path, tiny_sonar, encoder, texts):
     manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=8, target_rows=20), encoder)
     assert manifest.rows == 20 and manifest.stats["target_reached"] and manifest.complete
     assert manifest.stats["input_rows_done"] == 20  # no duplicates among the first 20 candidates
+    finished = [tmp_path / "pool" / name for name in ("manifest.json", DROPPED_FILE)]
+    for path in finished:  # back-dated: a rewrite, however quick, then shows in st_mtime_ns
+        os.utime(path, ns=(10**18, 10**18))
+    before = [(p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in finished]
     again = run_embed(cands, tmp_path / "pool", config(tiny_sonar, chunk_rows=8, target_rows=20), encoder)
     assert again.rows == 20  # a complete pool is left as it is
+    assert [(p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in finished] == before  # not rewritten
 
 
 class BreaksSomeVectors:
@@ -129,7 +134,7 @@ def test_broken_vectors_are_rejected_and_never_written(tmp_path, tiny_sonar, enc
     manifest = run_embed(cands, tmp_path / "pool", config(tiny_sonar), BreaksSomeVectors(encoder, bad))
     pool = shards.read_table(tmp_path / "pool", "pool")
     assert set(pool.column("instruction").to_pylist()) == set(train_texts) - set(bad)
-    assert np.isfinite(pool.column("embedding").combine_chunks().values.to_numpy()).all()
+    assert np.isfinite(embedding_matrix(pool)).all()
     reasons = {r["id"]: r["reason"] for r in dropped(tmp_path / "pool").to_pylist()}
     assert reasons == {text_id(train_texts[1]): "nan", text_id(train_texts[5]): "inf",
                        text_id(train_texts[9]): "zero_norm"}
