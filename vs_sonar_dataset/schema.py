@@ -48,7 +48,8 @@ def embedding_matrix(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     """[rows, dim] float32 view of the embedding column (no Python floats); honours a sliced table's offset."""
     column = table.column("embedding")
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+        # combine_chunks copies even a single chunk (4 KB per row)
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     dim = column.type.list_size
     offset = column.offset * dim
     return column.values.to_numpy(zero_copy_only=False)[offset : offset + len(column) * dim].reshape(-1, dim)
