@@ -20,7 +20,7 @@ KEEP_REMOTE = {".gitattributes"}  # the Hub's own file, not part of a release
 
 def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> tuple[dict, dict]:
     """The release may be pushed: verify passed and every file is the one verify hashed. Returns the release
-    manifest and the verify report (whose `files` are then the release's sha256s, already checked)."""
+    manifest and the verify report (whose `files` are then the release's files, already checked)."""
     report_path = release / REPORT
     if not report_path.is_file():
         raise UserError(f"{release}: not verified; run `vs-sonar verify {release} --pool POOL` first")
@@ -93,8 +93,8 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
             raise UserError(f"{repo} has a README.md that vs-sonar did not write; pass --force to replace it")
         remote = {f.path: f for f in api.list_repo_tree(repo, repo_type="dataset", revision=branch, recursive=True)
                   if hasattr(f, "blob_id")}
-        local = report["files"] | {REPORT: sha256_file(release / REPORT)}  # hashed once, by check_release
-        added = [p for p, sha in local.items() if not _same(release / p, sha, remote.get(p))]
+        local = sorted(report["files"]) + [REPORT]
+        added = [p for p in local if not _same(release / p, remote.get(p))]
         deleted = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
         if not added and not deleted:
             return {"commit": None, "added": [], "deleted": [], "url": f"{endpoint}/datasets/{repo}"}
@@ -114,9 +114,11 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
     return {"commit": info.oid, "added": added, "deleted": deleted, "url": info.commit_url}
 
 
-def _same(path: Path, sha256: str, remote) -> bool:
+def _same(path: Path, remote) -> bool:
+    """The remote file has these bytes: compared by the hashes the Hub reports (sha256 for LFS files, the git
+    blob id for the others)."""
     if remote is None:
         return False
     if remote.lfs is not None:
-        return remote.lfs.sha256 == sha256
+        return remote.lfs.size == path.stat().st_size and remote.lfs.sha256 == sha256_file(path)
     return remote.blob_id == git_blob_sha1(path)

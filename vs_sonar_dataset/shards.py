@@ -1,13 +1,14 @@
-"""Sharded stage directories: Parquet shards plus a manifest.json that lists every shard's rows and sha256.
+"""Sharded stage directories: Parquet shards plus a manifest.json that lists every shard's rows and checksums.
 
 Writes are atomic (temporary file, fsync, rename) and the manifest is rewritten after each shard, so a crash
 leaves the directory as it was after the last complete shard. Readers check schema, row counts and checksums
-and name the offending file when one does not match.
+and name the offending file when one does not match. Each shard has two checksums: sha256 for anyone checking
+by hand, and xxh3-128, which readers check because it is ten times faster (a million-row pool is 4 GB).
 
 manifest.json:
     {"format_version": 1, "kind": "candidates" | "pool", "complete": bool, "synthetic": bool,
      "embedding_dim": int | null, "config": {...run config...}, "stats": {...stage counts...},
-     "shards": [{"file": "shard-00000.parquet", "rows": int, "sha256": hex}, ...]}
+     "shards": [{"file": "shard-00000.parquet", "rows": int, "sha256": hex, "xxh3_128": hex}, ...]}
 """
 
 import hashlib
@@ -22,6 +23,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 
 from .errors import ShardError
 from .schema import CANDIDATE_SCHEMA, POOL_SCHEMA, pool_schema
@@ -39,11 +41,22 @@ PARQUET_OPTIONS = {
 }
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
+def sha256_file(path: str | os.PathLike) -> str:
+    return _hash_file(path, hashlib.sha256())
+
+
+def xxh3_file(path: str | os.PathLike) -> str:
+    """xxh3-128 of a file (hex): a checksum against corruption and changes, not forgery, at memory speed."""
+    return _hash_file(path, xxhash.xxh3_128())
+
+
+def _hash_file(path, digest, chunk: int = 1 << 22) -> str:
+    # one reused buffer: a fresh 4 MB bytes object per read costs a page fault per page
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
     return digest.hexdigest()
 
 
@@ -139,12 +152,15 @@ def _checked_shards(directory: Path, kind: str | None) -> Iterator[tuple[Path, p
     for path in paths:
         if not path.is_file():
             raise ShardError(f"{path}: listed in the manifest but missing")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
-        digests = [hasher.submit(sha256_file, path) for path in paths]
+    # manifests written before xxh3-128 was added list sha256 only
+    algorithm = "xxh3_128" if all("xxh3_128" in entry for entry in manifest.shards) else "sha256"
+    hash_file = xxh3_file if algorithm == "xxh3_128" else sha256_file
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum") as hasher:
+        digests = [hasher.submit(hash_file, path) for path in paths]
         try:
             for entry, path, digest in zip(manifest.shards, paths, digests):
-                if digest.result() != entry["sha256"]:
-                    raise ShardError(f"{path}: sha256 differs from the manifest (truncated or altered)")
+                if digest.result() != entry[algorithm]:
+                    raise ShardError(f"{path}: {algorithm} differs from the manifest (truncated or altered)")
                 with _naming_unreadable(path):
                     parquet = pq.ParquetFile(path)
                 check_schema(parquet.schema_arrow, manifest.schema, str(path))
@@ -243,7 +259,8 @@ class ShardWriter:
         check_schema(table.schema, self.manifest.schema, f"shard for {self.directory}")
         name = f"{self.prefix}-{len(self.manifest.shards):05d}.parquet"
         write_parquet_atomic(table, self.directory / name)
-        entry = {"file": name, "rows": table.num_rows, "sha256": sha256_file(self.directory / name)}
+        entry = {"file": name, "rows": table.num_rows, "sha256": sha256_file(self.directory / name),
+                 "xxh3_128": xxh3_file(self.directory / name)}
         self.manifest.shards.append(entry)
         if stats is not None:
             self.manifest.stats = stats

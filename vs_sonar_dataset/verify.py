@@ -7,8 +7,8 @@ pool row with its id, stats recomputed equal. Then the card's YAML is parsed by 
 Model checks (SONAR alignment and round trip) come from model_checks.json, written by `vs-sonar model-check` in
 the embed environment.
 
-The report (verify_report.json) lists every check and the sha256 of every file of the release; publish pushes
-only a release whose files still match it.
+The report (verify_report.json) lists every check and the xxh3-128 checksum of every file of the release;
+publish pushes only a release whose files still match it.
 """
 
 import json
@@ -29,7 +29,7 @@ from .background import OrderedBackground, prefetched
 from .errors import UserError
 from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
-from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic
+from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic, xxh3_file
 from .splits import SPLITS
 from .stats import StatsAccumulator
 
@@ -37,6 +37,7 @@ HELP = "verify a release folder: load every config with datasets, compare with t
 log = logging.getLogger("vs_sonar.verify")
 
 REPORT = "verify_report.json"
+FILES_CHECKSUM = "xxh3_128"  # of each file in the report: fast, and publish asks the Hub for sha256 itself
 BATCH_ROWS = 8192
 
 
@@ -69,12 +70,16 @@ def row_digests(table: pa.Table | pa.RecordBatch) -> list[bytes]:
     so Python touches each row once. A non-cryptographic hash is enough: it guards against corruption and
     mix-ups, not against forgery, and it runs at memory speed."""
     names = [n for n in table.schema.names if n != "embedding"]
-    texts = pc.binary_join_element_wise(*[_as_text(table.column(n)) for n in names], "\x1f").to_pylist()
+    texts = pc.binary_join_element_wise(*[_as_text(table.column(n)) for n in names], "\x1f").cast(pa.binary())
+    _, offsets, data = texts.buffers()
+    # the texts' bytes sliced in place: no Python str per row
+    bounds = np.frombuffer(offsets, np.int32)[texts.offset : texts.offset + len(texts) + 1].tolist()
+    text_bytes = memoryview(data) if data is not None else memoryview(b"")
     vectors = embedding_matrix(table)
     raw, width = memoryview(np.ascontiguousarray(vectors)).cast("B"), vectors.shape[1] * 4
     digests = []
-    for i, text in enumerate(texts):
-        h = xxhash.xxh3_128(text.encode())
+    for i in range(len(texts)):
+        h = xxhash.xxh3_128(text_bytes[bounds[i] : bounds[i + 1]])
         h.update(raw[i * width : (i + 1) * width])
         digests.append(h.digest())
     return digests
@@ -130,10 +135,10 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     manifest = json.loads(manifest_path.read_text())
     report = Report()
     dim = manifest["embedding_dim"]
-    # The data files are hashed in a background thread while they are checked (hashlib releases the GIL);
+    # The data files are hashed in a background thread while they are checked (xxhash releases the GIL);
     # verify writes only the card and the report, which are hashed at the end.
     data_files = [p for p in release_paths(release) if p.is_relative_to(release / "data")]
-    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum")
     data_hashes = hashing.submit(release_files, release, data_files, 1)
     hashing.shutdown(wait=False)
 
@@ -218,6 +223,7 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     hashed = set(data_files)
     files = release_files(release, [p for p in release_paths(release) if p not in hashed])
     files.update(data_hashes.result())
+    verification["files_checksum"] = FILES_CHECKSUM
     verification["files"] = dict(sorted(files.items()))
     verification["seconds"] = round(time.time() - started, 2)
     write_json_atomic(release / REPORT, verification)
@@ -231,14 +237,17 @@ def release_paths(release: Path) -> list[Path]:
 
 
 def release_files(release: Path, paths: list[Path] | None = None, workers: int = 2) -> dict[str, str]:
-    """sha256 of each of `paths` (default: release_paths), `workers` files at a time."""
+    """xxh3-128 of each of `paths` (default: release_paths), `workers` files at a time."""
     paths = release_paths(release) if paths is None else paths
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return {str(p.relative_to(release)): digest for p, digest in zip(paths, pool.map(sha256_file, paths))}
+        return {str(p.relative_to(release)): digest for p, digest in zip(paths, pool.map(xxh3_file, paths))}
 
 
 def changed_since_verify(release: Path, report: dict) -> list[str]:
-    local, expected = release_files(release), report.get("files", {})
+    """Files added, removed or changed since the report was written (all of them for a report whose
+    checksums are of another kind)."""
+    local = release_files(release)
+    expected = report.get("files", {}) if report.get("files_checksum") == FILES_CHECKSUM else {}
     return sorted(p for p in set(local) | set(expected) if local.get(p) != expected.get(p))
 
 

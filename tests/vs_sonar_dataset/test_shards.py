@@ -1,6 +1,8 @@
+import hashlib
 import json
 
 import pyarrow as pa
+import xxhash
 import pytest
 
 from vs_sonar_dataset.errors import ShardError
@@ -40,13 +42,37 @@ def test_an_altered_shard_is_named_by_parallel_readers_too(tmp_path):
     w.write(_table(10, 10))
     path = tmp_path / "shard-00001.parquet"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ShardError, match="shard-00001.parquet: sha256 differs"):
+    with pytest.raises(ShardError, match="shard-00001.parquet: xxh3_128 differs"):
         list(iter_shard_batches(tmp_path, "pool", threads=2))
 
 
 def test_truncated_shard_is_named(tmp_path):
     w = ShardWriter(tmp_path, "pool", {}, embedding_dim=8)
     w.write(_table(0, 10))
+    path = tmp_path / "shard-00000.parquet"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ShardError, match="shard-00000.parquet: xxh3_128 differs"):
+        read_table(tmp_path)
+
+
+def test_manifest_lists_both_checksums_of_each_shard(tmp_path):
+    w = ShardWriter(tmp_path, "pool", {}, embedding_dim=8)
+    w.write(_table(0, ROW_GROUP_ROWS * 5))  # over 4 MB: the file is hashed in more than one read
+    (entry,) = read_manifest(tmp_path, "pool").shards
+    data = (tmp_path / entry["file"]).read_bytes()
+    assert len(data) > 1 << 22
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert entry["xxh3_128"] == xxhash.xxh3_128(data).hexdigest()
+
+
+def test_a_manifest_with_sha256_only_is_still_checked(tmp_path):
+    w = ShardWriter(tmp_path, "pool", {}, embedding_dim=8)
+    w.write(_table(0, 10))
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    for entry in manifest["shards"]:
+        del entry["xxh3_128"]
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    assert read_table(tmp_path).num_rows == 10
     path = tmp_path / "shard-00000.parquet"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ShardError, match="shard-00000.parquet: sha256 differs"):
