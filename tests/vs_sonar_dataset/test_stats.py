@@ -38,6 +38,27 @@ def test_snapshot_mid_stream_equals_fresh_prefix_bitwise():
     assert streaming.snapshot("big")["count"] == len(x)
 
 
+def test_whole_blocks_and_pieces_give_bitwise_equal_stats():
+    x = _data(3 * BLOCK_ROWS + 77)
+    ids = [str(i) for i in range(len(x))]
+    snapshots = []
+    for piece in (len(x), BLOCK_ROWS, 1000, BLOCK_ROWS + 1):  # whole blocks read in place, or gathered from pieces
+        acc = StatsAccumulator(12)
+        for start in range(0, len(x), piece):
+            acc.add(x[start : start + piece], ids[start : start + piece])
+        snapshots.append(acc.snapshot("c"))
+    assert all(s == snapshots[0] for s in snapshots[1:])
+
+
+def test_a_constant_dimension_has_zero_std():
+    x = _data(BLOCK_ROWS + 10)
+    x[:, 3] = 0.1  # not exact in binary: sum of squares minus squared sum rounds around zero
+    s = StatsAccumulator(12)
+    s.add(x, [str(i) for i in range(len(x))])
+    snapshot = s.snapshot("c")
+    assert snapshot["std"][3] == 0.0 and np.isfinite(snapshot["std"]).all()
+
+
 def test_ids_hash_depends_on_order():
     x = _data(4)
     a, b = StatsAccumulator(12), StatsAccumulator(12)
