@@ -10,8 +10,9 @@ from .schema import embedding_matrix
 PROJECTION_SAMPLE = 5000
 
 
-def write_plots(release: Path, stats: dict, acc, probabilities: np.ndarray, largest: str) -> dict:
-    """Write plots/*.png; returns {name: relative path}."""
+def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np.ndarray, largest: str) -> dict:
+    """Write plots/*.png from the largest config's stats, train-row norms and probabilities; returns
+    {name: relative path}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +28,6 @@ def write_plots(release: Path, stats: dict, acc, probabilities: np.ndarray, larg
         plt.close(fig)
         written[name] = f"plots/{name}.png"
 
-    norms = acc.all_norms()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(norms, bins=60, color="#3b6ea5")
     ax.set(title=f"Embedding L2 norm, {largest} train (n={len(norms):,})", xlabel="L2 norm", ylabel="rows")

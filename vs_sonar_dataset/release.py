@@ -109,9 +109,9 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     writers = {(c, s): SplitWriter(work, c, s, split_sizes(size)[s], schema, rows_per_file)
                for c, size in plan.configs.items() for s in SPLITS}
     pool_sizes = plan.pool_sizes()
-    train_cuts = {split_sizes(size)["train"]: c for c, size in plan.configs.items()}
-    acc = StatsAccumulator(pool.embedding_dim)
-    all_stats, probabilities = {}, []
+    train_rows = {c: split_sizes(size)["train"] for c, size in plan.configs.items()}
+    acc = StatsAccumulator(pool.embedding_dim, ends=train_rows.values())
+    probabilities = []
     position = {s: 0 for s in SPLITS}  # rows of each split's pool written so far
     current = 0  # index into SPLITS
     collect = None
@@ -130,7 +130,7 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
                 piece, table = table.slice(0, take), table.slice(take)
                 background.submit(_write_piece, piece, split, position[split], writers, plan)
                 if split == "train":
-                    _add_train_rows(piece, position["train"], acc, train_cuts, all_stats)
+                    acc.add(embedding_matrix(piece), piece.column("id").to_pylist(), position["train"])
                     # a copy: a zero-copy view would keep the whole bucket's buffers alive
                     probabilities.append(piece.column("probability").to_numpy().copy())
                 position[split] += take
@@ -140,7 +140,7 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     for w in writers.values():
         w.close()
 
-    stats_list = [all_stats[c] for c in plan.configs]
+    stats_list = [acc.stats(train_rows[c], c) for c in plan.configs]
     (work / "stats").mkdir()
     for s in stats_list:
         write_json_atomic(work / "stats" / f"{s['config']}.json", s)
@@ -166,7 +166,7 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     if plots:
         from .plots import write_plots
 
-        manifest["plots"] = write_plots(work, stats_list[-1], acc, np.concatenate(probabilities), plan.largest)
+        manifest["plots"] = write_plots(work, stats_list[-1], acc.norms, np.concatenate(probabilities), plan.largest)
     manifest["build_seconds"] = round(time.time() - started, 2)
     write_json_atomic(work / RELEASE_MANIFEST, manifest)
     render_card(work, manifest, verification=None)
@@ -194,21 +194,6 @@ def _write_piece(piece: pa.Table, split: str, start: int, writers: dict, plan) -
         room = split_sizes(size)[split] - start
         if room > 0:
             writers[(config, split)].write(piece.slice(0, room))
-
-
-def _add_train_rows(piece: pa.Table, start: int, acc: StatsAccumulator, cuts: dict, out: dict) -> None:
-    """Feed train rows to the accumulator, taking a snapshot exactly where each config's train split ends."""
-    offset = 0
-    for cut in sorted(c for c in cuts if start < c <= start + piece.num_rows):
-        _accumulate(acc, piece.slice(offset, cut - start - offset))
-        offset = cut - start
-        out[cuts[cut]] = acc.snapshot(cuts[cut])
-    _accumulate(acc, piece.slice(offset))
-
-
-def _accumulate(acc: StatsAccumulator, rows: pa.Table) -> None:
-    if rows.num_rows:
-        acc.add(embedding_matrix(rows), rows.column("id").to_pylist())
 
 
 def _provenance(work: Path, largest: str) -> dict:

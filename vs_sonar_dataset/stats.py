@@ -2,13 +2,15 @@
 
 mean and std per dimension (population std, ddof=0) are accumulated in float64 over fixed 8192-row blocks
 aligned to the start of the split: each block's sum and sum of squares in one pass, 128 rows at a time (cast to
-float64 in cache), then the blocks are merged with Chan's formula and stored as float32. The same blocks give
-bitwise-equal results when verify recomputes them from the released files. Shipped as stats/{config}.json
-beside the data and as the `stats` config (one row per config).
+float64 in cache), then the blocks are merged in order with Chan's formula and stored as float32. Rows may
+arrive in any order and from several threads: the blocks fix the arithmetic, so the build and verify get
+bitwise-equal results however they read. Shipped as stats/{config}.json beside the data and as the `stats`
+config (one row per config).
 """
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,75 +28,90 @@ NORM_PERCENTILES = (1, 5, 50, 95, 99)
 
 
 class StatsAccumulator:
-    """Feed train rows in order with add(); snapshot() gives the stats of everything added so far."""
+    """The stats of a split's prefixes: `ends` are the prefix lengths asked for, the largest one the split size.
 
-    def __init__(self, dim: int):
+    add(vectors, ids, start) takes rows at positions start.. of the split, in any order and from any thread;
+    stats(end) gives the stats of rows [0, end) once they were all added.
+    """
+
+    def __init__(self, dim: int, ends):
         self.dim = dim
-        self.count = 0
-        self.mean = np.zeros(dim, np.float64)
-        self.m2 = np.zeros(dim, np.float64)
-        self._block = np.empty((BLOCK_ROWS, dim), np.float32)  # rows of a block that arrived in pieces
-        self._chunk = np.empty((CHUNK_ROWS, dim), np.float64)
-        self.pending_rows = 0
-        self.norms: list[np.ndarray] = []
-        self.ids_digest = hashlib.sha256()
+        self.ends = sorted(set(ends))
+        self.rows = self.ends[-1]
+        self.norms = np.empty(self.rows)
+        self._sums: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (block start, end) -> sums
+        self._partial: dict[int, list] = {}  # block start -> [float32 rows, rows filled]
+        self._id_pieces: dict[int, tuple[int, bytes]] = {}  # start -> (end, ids) waiting for their turn
+        self._ids_digest, self._ids_hashed = hashlib.sha256(), 0
+        self._ids_sha256: dict[int, str] = {}
+        self._lock = threading.Lock()
 
-    def add(self, vectors: np.ndarray, ids: list[str]) -> None:
+    def add(self, vectors: np.ndarray, ids: list[str], start: int) -> None:
         if len(vectors) != len(ids):
             raise ValueError("vectors and ids differ in length")
-        if ids:
-            self.ids_digest.update(("\n".join(ids) + "\n").encode())
-        while len(vectors):
-            if self.pending_rows == 0 and len(vectors) >= BLOCK_ROWS:  # a whole block: no copy
-                self._merge(vectors[:BLOCK_ROWS])
-                vectors = vectors[BLOCK_ROWS:]
-                continue
-            take = min(len(vectors), BLOCK_ROWS - self.pending_rows)
-            self._block[self.pending_rows : self.pending_rows + take] = vectors[:take]
-            self.pending_rows += take
-            vectors = vectors[take:]
-            if self.pending_rows == BLOCK_ROWS:
-                self._merge(self._block)
-                self.pending_rows = 0
+        end = start + len(vectors)
+        if start < 0 or end > self.rows:
+            raise ValueError(f"rows {start}..{end} fall outside the split's {self.rows}")
+        ready = []  # (block start, rows) to reduce, outside the lock
+        with self._lock:
+            bounds = [start] + [e for e in self.ends if start < e < end] + [end]
+            for a, b in zip(bounds, bounds[1:]):  # the ids digest is recorded at every end
+                self._id_pieces[a] = (b, ("\n".join(ids[a - start : b - start]) + "\n").encode())
+            self._hash_ready_ids()
+            first = start - start % BLOCK_ROWS
+            for block in range(first, end, BLOCK_ROWS):
+                size = min(BLOCK_ROWS, self.rows - block)
+                lo, hi = max(start, block), min(end, block + size)
+                if lo == block and hi == block + size and block not in self._partial:
+                    ready.append((block, vectors[block - start : block - start + size]))  # whole: read in place
+                    continue
+                partial = self._partial.setdefault(block, [np.empty((size, self.dim), np.float32), 0])
+                partial[0][lo - block : hi - block] = vectors[lo - start : hi - start]
+                partial[1] += hi - lo
+                if partial[1] == size:
+                    ready.append((block, self._partial.pop(block)[0]))
+        for block, rows in ready:
+            self._reduce(block, rows)
 
-    def _merge(self, block: np.ndarray) -> None:
-        norms, total, squares = self._sums(block)
-        self.count, self.mean, self.m2 = _chan_merge(self.count, self.mean, self.m2, len(block), total, squares)
-        self.norms.append(norms)
+    def _hash_ready_ids(self) -> None:
+        while self._ids_hashed in self._id_pieces:
+            end, data = self._id_pieces.pop(self._ids_hashed)
+            self._ids_digest.update(data)
+            self._ids_hashed = end
+            if end in self.ends:
+                self._ids_sha256[end] = self._ids_digest.hexdigest()
 
-    def _sums(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row norms, column sums and column sums of squares of a block, in float64."""
-        total, squares = np.zeros(self.dim), np.zeros(self.dim)
-        norms = np.empty(len(block))
-        for start in range(0, len(block), CHUNK_ROWS):
-            x = self._chunk[: min(CHUNK_ROWS, len(block) - start)]
-            np.copyto(x, block[start : start + len(x)])
-            total += x.sum(axis=0)
-            np.square(x, out=x)
-            squares += x.sum(axis=0)
-            norms[start : start + len(x)] = np.sqrt(x.sum(axis=1))
-        return norms, total, squares
+    def _reduce(self, block: int, rows: np.ndarray) -> None:
+        """Sums over the whole block, and over its first rows up to each end that falls inside it."""
+        chunk = np.empty((CHUNK_ROWS, self.dim), np.float64)
+        inner = [e - block for e in self.ends if block < e < block + len(rows)]
+        # an end inside a block is reduced as a block of its own (as verify sees that config's last block)
+        for size in inner + [len(rows)]:
+            total, squares = _block_sums(rows[:size], chunk, self.norms[block : block + size])
+            with self._lock:
+                self._sums[(block, block + size)] = (total, squares)
 
-    def all_norms(self) -> np.ndarray:
-        """L2 norms of every row added so far (float64)."""
-        return np.concatenate(self.norms + [self._sums(self._block[: self.pending_rows])[0]])
-
-    def snapshot(self, config: str) -> dict:
-        count, mean, m2 = self.count, self.mean, self.m2
-        if self.pending_rows:  # the partial block counts in this snapshot and stays pending
-            _, total, squares = self._sums(self._block[: self.pending_rows])
-            count, mean, m2 = _chan_merge(count, mean, m2, self.pending_rows, total, squares)
-        if count == 0:
+    def stats(self, end: int, config: str) -> dict:
+        """The stats of rows [0, end): every one of them must have been added."""
+        if end not in self.ends:
+            raise ValueError(f"{end} is not one of the prefix ends {self.ends}")
+        if end == 0:
             raise UserError(f"config {config!r} has no train rows to compute stats from")
+        count, mean, m2 = 0, np.zeros(self.dim), np.zeros(self.dim)
+        for block in range(0, end, BLOCK_ROWS):
+            key = (block, min(block + BLOCK_ROWS, end))
+            if key not in self._sums:
+                raise RuntimeError(f"stats: rows {key[0]}..{key[1]} were not all added")  # a bug, not bad input
+            count, mean, m2 = _chan_merge(count, mean, m2, key[1] - key[0], *self._sums[key])
         std = np.sqrt(m2 / count)
-        norms = self.all_norms()
+        norms = self.norms[:end]
         return {
             "config": config,
             "split": "train",
             "count": int(count),
             "dim": self.dim,
             "method": METHOD,
-            "ids_sha256": self.ids_digest.hexdigest(),
+            "ids_sha256": self._ids_sha256[end],
             "mean": [float(v) for v in mean.astype(np.float32)],
             "std": [float(v) for v in std.astype(np.float32)],
             "norm": {
@@ -103,6 +120,20 @@ class StatsAccumulator:
                 **{f"p{p:02d}": float(v) for p, v in zip(NORM_PERCENTILES, np.percentile(norms, NORM_PERCENTILES))},
             },
         }
+
+
+def _block_sums(rows: np.ndarray, chunk: np.ndarray, norms_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums and sums of squares of rows in float64, CHUNK_ROWS at a time; row norms into norms_out."""
+    dim = rows.shape[1]
+    total, squares = np.zeros(dim), np.zeros(dim)
+    for a in range(0, len(rows), CHUNK_ROWS):
+        x = chunk[: min(CHUNK_ROWS, len(rows) - a)]
+        np.copyto(x, rows[a : a + len(x)])
+        total += x.sum(axis=0)
+        np.square(x, out=x)
+        squares += x.sum(axis=0)
+        norms_out[a : a + len(x)] = np.sqrt(x.sum(axis=1))
+    return total, squares
 
 
 def _chan_merge(count: int, mean: np.ndarray, m2: np.ndarray, n_b: int, total: np.ndarray, squares: np.ndarray):

@@ -19,13 +19,15 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import xxhash
 
-from .background import OrderedBackground, prefetched
+from .background import prefetched
 from .errors import UserError
 from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
@@ -118,6 +120,60 @@ def iter_streamed_batches(dataset):
         yield from table.to_batches()
 
 
+LANES = 2  # splits of several files are read in this many parallel lanes (datasets' contiguous shards)
+
+
+class Lane(NamedTuple):
+    batches: Iterator[pa.RecordBatch]
+    split: str
+    start: int  # position of the lane's first row in its split
+
+
+class LaneResult(NamedTuple):
+    rows: int
+    types: set
+    nonfinite: int
+    bad_rows: int
+    ids: list[pa.Array]
+
+
+def _lanes(split_data, split: str, streaming: bool, release: Path, files: list[str]) -> list[Lane]:
+    """The split as LANES contiguous shards of its files when streamed from several files, else as one lane.
+    A shard's start is counted from the Parquet footers of the files before it; _check_lane's row counts
+    confirm it."""
+    if not streaming or split_data.num_shards < LANES or len(files) != split_data.num_shards:
+        batches = iter_streamed_batches(split_data) if streaming else iter_cached_batches(split_data)
+        return [Lane(batches, split, 0)]
+    lanes, start, first_file = [], 0, 0
+    for index in range(LANES):  # datasets gives the first shards one file more when they do not divide evenly
+        n_files = len(files) // LANES + (index < len(files) % LANES)
+        lanes.append(Lane(iter_streamed_batches(split_data.shard(LANES, index, contiguous=True)), split, start))
+        start += sum(pq.read_metadata(release / f).num_rows for f in files[first_file : first_file + n_files])
+        first_file += n_files
+    return lanes
+
+
+def _check_lane(batches, split: str, start: int, acc: StatsAccumulator, digests: dict | None, bar) -> LaneResult:
+    """Checks each row of one lane; train rows go to the stats at their position in the split."""
+    rows, types, nonfinite, bad_rows, ids = 0, set(), 0, 0, []
+    for batch in prefetched(batches):
+        types.add(batch.schema.field("embedding").type)
+        vectors = embedding_matrix(batch)
+        batch_ids = batch.column("id").to_pylist()
+        nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
+        # a copy: the column is a slice of the batch's body, embeddings included
+        ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
+        if split == "train" and start + rows + batch.num_rows <= acc.rows:  # more rows fail the size check
+            acc.add(vectors, batch_ids, start + rows)
+        if digests is not None:
+            expected, actual = list(map(digests.get, batch_ids)), row_digests(batch)
+            if expected != actual:
+                bad_rows += sum(map(operator.ne, expected, actual))
+        rows += batch.num_rows
+        bar.update(batch.num_rows)
+    return LaneResult(rows, types, nonfinite, bad_rows, ids)
+
+
 def verify_release(release, pool=None, model_checks: str = "existing", progress: bool = True,
                    pool_digests: dict | None = None) -> dict:
     """Run every check; write verify_report.json and the card with the results; return the report.
@@ -167,32 +223,24 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                 continue
             report.add(f"{config}: load_dataset", True, f"{how}; splits {', '.join(ds)}")
             feature = (ds["train"].features or {}).get("embedding") if "train" in ds else None
-            acc = StatsAccumulator(dim)
-            sizes, types, bad_rows, nonfinite = {}, set(), 0, 0
-            # three threads: decoding runs ahead (prefetched), the stats (numpy) run behind, the digests here
-            with OrderedBackground() as stats_thread:
-                for split in SPLITS:
-                    if split not in ds:
-                        continue
-                    batches = prefetched(iter_streamed_batches(ds[split]) if streaming
-                                         else iter_cached_batches(ds[split]))
-                    split_ids, sizes[split] = [], 0
-                    for batch in tqdm(batches, desc=f"verify {config}/{split}", unit="batch",
-                                      disable=not progress, leave=False):
-                        types.add(batch.schema.field("embedding").type)
-                        vectors = embedding_matrix(batch)
-                        batch_ids = batch.column("id").to_pylist()
-                        sizes[split] += batch.num_rows
-                        nonfinite += int((~np.isfinite(vectors)).any(axis=1).sum())
-                        # a copy: the column is a slice of the batch's body, embeddings included
-                        split_ids.append(pc.take(batch.column("id"), np.arange(batch.num_rows)))
-                        if split == "train":
-                            stats_thread.submit(acc.add, vectors, batch_ids)
-                        if digests is not None:
-                            expected, actual = list(map(digests.get, batch_ids)), row_digests(batch)
-                            if expected != actual:
-                                bad_rows += sum(map(operator.ne, expected, actual))
-                    ids[(config, split)] = pa.chunked_array(split_ids, pa.string())
+            train_rows = expected_splits.get("train", 0)
+            acc = StatsAccumulator(dim, [train_rows])
+            lanes = [lane for split in SPLITS if split in ds
+                     for lane in _lanes(ds[split], split, streaming, release, manifest["data_files"][config][split])]
+            with tqdm(total=sum(expected_splits.values()), desc=f"verify {config}", unit="row",
+                      disable=not progress, leave=False) as bar, \
+                    ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="lane") as workers:
+                results = list(workers.map(lambda lane: _check_lane(*lane, acc, digests, bar), lanes))
+            sizes = {split: sum(r.rows for (_, s, _), r in zip(lanes, results) if s == split)
+                     for split in SPLITS if split in ds}
+            types = set().union(*(r.types for r in results))
+            nonfinite, bad_rows = sum(r.nonfinite for r in results), sum(r.bad_rows for r in results)
+            # each lane must end where the next one of its split starts, or the positions given to the stats were wrong
+            contiguous = all(a.start + r.rows == b.start for (a, r), b in zip(zip(lanes, results), lanes[1:])
+                             if a.split == b.split)
+            for split in sizes:
+                ids[(config, split)] = pa.chunked_array(
+                    [chunk for lane, r in zip(lanes, results) if lane.split == split for chunk in r.ids], pa.string())
             report.add(f"{config}: split sizes", sizes == expected_splits, json.dumps(sizes))
             report.add(f"{config}: embedding feature", types == {pa.list_(pa.float32(), dim)}
                        and isinstance(feature, datasets.List) and feature.length == dim,
@@ -206,7 +254,7 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
             report.add(f"{config}: ids unique across splits", unique == len(all_ids),
                        f"{len(all_ids) - unique} repeated ids")
             stored = json.loads((release / "stats" / f"{config}.json").read_text())
-            recomputed = acc.snapshot(config) if acc.count or acc.pending_rows else None
+            recomputed = acc.stats(train_rows, config) if sizes.get("train") == train_rows and contiguous else None
             report.add(f"{config}: stats recomputed equal", recomputed == stored,
                        f"train rows {stored['count']}, ids sha256 {stored['ids_sha256'][:16]}…")
             del ds

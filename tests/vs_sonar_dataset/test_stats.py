@@ -1,3 +1,5 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -11,12 +13,22 @@ def _data(n, dim=12, seed=0):
     return (rng.standard_normal((n, dim)) * rng.uniform(0.1, 3, dim) + rng.uniform(-1, 1, dim)).astype(np.float32)
 
 
+def _fed(x, ends, piece, order=None, threads=1):
+    """An accumulator fed x in pieces of `piece` rows, in the given order of pieces, from `threads` threads."""
+    acc = StatsAccumulator(x.shape[1], ends)
+    starts = list(range(0, len(x), piece))
+    if order is not None:
+        starts = [starts[i] for i in order(len(starts))]
+    ids = [str(i) for i in range(len(x))]
+    feed = lambda a: acc.add(x[a : a + piece], ids[a : a + piece], a)  # noqa: E731
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(feed, starts))
+    return acc
+
+
 def test_mean_and_std_match_float64_numpy():
     x = _data(3 * BLOCK_ROWS + 123)
-    acc = StatsAccumulator(12)
-    for start in range(0, len(x), 1000):
-        acc.add(x[start : start + 1000], [str(i) for i in range(start, min(start + 1000, len(x)))])
-    s = acc.snapshot("c")
+    s = _fed(x, [len(x)], 1000).stats(len(x), "c")
     assert s["count"] == len(x)
     np.testing.assert_allclose(s["mean"], x.astype(np.float64).mean(0), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(s["std"], x.astype(np.float64).std(0), rtol=1e-6)
@@ -24,53 +36,52 @@ def test_mean_and_std_match_float64_numpy():
     assert s["norm"]["max"] == pytest.approx(norms.max()) and s["norm"]["p50"] == pytest.approx(np.median(norms))
 
 
-def test_snapshot_mid_stream_equals_fresh_prefix_bitwise():
+def test_a_prefix_equals_a_split_that_ends_there_bitwise():
     x = _data(BLOCK_ROWS + 5000)
-    ids = [str(i) for i in range(len(x))]
-    streaming = StatsAccumulator(12)
-    streaming.add(x[:7000], ids[:7000])
-    mid = streaming.snapshot("small")
-    streaming.add(x[7000:], ids[7000:])
-    fresh = StatsAccumulator(12)
-    for start in range(0, 7000, 999):  # other batch sizes, same aligned blocks
-        fresh.add(x[start : min(start + 999, 7000)], ids[start : min(start + 999, 7000)])
-    assert fresh.snapshot("small") == mid
-    assert streaming.snapshot("big")["count"] == len(x)
+    both = _fed(x, [7000, len(x)], 3000)
+    alone = _fed(x[:7000], [7000], 999)  # other pieces, same aligned blocks
+    assert both.stats(7000, "small") == alone.stats(7000, "small")
+    assert both.stats(len(x), "big")["count"] == len(x)
 
 
-def test_whole_blocks_and_pieces_give_bitwise_equal_stats():
+@pytest.mark.parametrize("piece", [BLOCK_ROWS, 1000, BLOCK_ROWS + 1])
+def test_any_pieces_in_any_order_from_any_threads_give_bitwise_equal_stats(piece):
     x = _data(3 * BLOCK_ROWS + 77)
-    ids = [str(i) for i in range(len(x))]
-    snapshots = []
-    for piece in (len(x), BLOCK_ROWS, 1000, BLOCK_ROWS + 1):  # whole blocks read in place, or gathered from pieces
-        acc = StatsAccumulator(12)
-        for start in range(0, len(x), piece):
-            acc.add(x[start : start + piece], ids[start : start + piece])
-        snapshots.append(acc.snapshot("c"))
-    assert all(s == snapshots[0] for s in snapshots[1:])
+    ends = [5000, len(x)]
+    reference = _fed(x, ends, len(x))
+    backwards = _fed(x, ends, piece, order=lambda n: range(n - 1, -1, -1), threads=2)
+    shuffled = _fed(x, ends, piece, order=lambda n: np.random.default_rng(piece).permutation(n), threads=2)
+    for end in ends:
+        assert backwards.stats(end, "c") == reference.stats(end, "c") == shuffled.stats(end, "c")
+
+
+def test_stats_of_rows_not_all_added_is_an_error():
+    x = _data(2 * BLOCK_ROWS)
+    acc = StatsAccumulator(12, [len(x)])
+    acc.add(x[: BLOCK_ROWS + 10], [str(i) for i in range(BLOCK_ROWS + 10)], 0)
+    with pytest.raises(RuntimeError, match="not all added"):
+        acc.stats(len(x), "c")
+    with pytest.raises(ValueError, match="outside"):
+        acc.add(x[:10], [str(i) for i in range(10)], len(x) - 5)
 
 
 def test_a_constant_dimension_has_zero_std():
     x = _data(BLOCK_ROWS + 10)
     x[:, 3] = 0.1  # not exact in binary: sum of squares minus squared sum rounds around zero
-    s = StatsAccumulator(12)
-    s.add(x, [str(i) for i in range(len(x))])
-    snapshot = s.snapshot("c")
+    snapshot = _fed(x, [len(x)], len(x)).stats(len(x), "c")
     assert snapshot["std"][3] == 0.0 and np.isfinite(snapshot["std"]).all()
 
 
 def test_ids_hash_depends_on_order():
     x = _data(4)
-    a, b = StatsAccumulator(12), StatsAccumulator(12)
-    a.add(x, ["a", "b", "c", "d"])
-    b.add(x, ["b", "a", "c", "d"])
-    assert a.snapshot("c")["ids_sha256"] != b.snapshot("c")["ids_sha256"]
+    a, b = StatsAccumulator(12, [4]), StatsAccumulator(12, [4])
+    a.add(x, ["a", "b", "c", "d"], 0)
+    b.add(x, ["b", "a", "c", "d"], 0)
+    assert a.stats(4, "c")["ids_sha256"] != b.stats(4, "c")["ids_sha256"]
 
 
 def _stats(x):
-    acc = StatsAccumulator(x.shape[1])
-    acc.add(x, [str(i) for i in range(len(x))])
-    return Stats.from_json(acc.snapshot("c"))
+    return Stats.from_json(_fed(x, [len(x)], len(x)).stats(len(x), "c"))
 
 
 def test_normalize_numpy_and_torch_agree_and_invert():

@@ -64,6 +64,25 @@ def test_tampered_stats_and_leaked_row_are_caught(small_pool, small_release, loa
     assert failed == {"s: stats recomputed equal", "stats config matches stats/*.json", "l: ids unique across splits"}
 
 
+def test_splits_of_several_files_stream_in_lanes_that_start_where_the_last_ended(small_release):
+    import datasets
+
+    ds = datasets.load_dataset(str(small_release), "l", streaming=True)
+    files = [f"data/l/train-{i:05d}-of-00003.parquet" for i in range(3)]
+    lanes = verify._lanes(ds["train"], "train", True, small_release, files)
+    assert [lane.start for lane in lanes] == [0, 600]  # datasets gives the first lane two of the three files
+    assert [sum(b.num_rows for b in lane.batches) for lane in lanes] == [600, 200]
+    assert len(verify._lanes(ds["test"], "test", True, small_release, ["data/l/test-00000-of-00001.parquet"])) == 1
+
+
+def test_a_row_missing_from_a_first_lane_fails_sizes_and_stats(small_pool, small_release, monkeypatch):
+    monkeypatch.setattr(verify, "STREAM_ABOVE_ROWS", 0)
+    path = small_release / "data" / "l" / "train-00001-of-00003.parquet"
+    pq.write_table(pq.read_table(path).slice(1), path)  # the second lane would start one row too late
+    failed = _failed(verify_release(small_release, small_pool, progress=False))
+    assert {"l: split sizes", "l: stats recomputed equal"} <= failed
+
+
 def test_without_pool_rows_are_not_compared_and_cli_exits_nonzero(small_release):
     result = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "verify", str(small_release)],
                             capture_output=True, text=True)
