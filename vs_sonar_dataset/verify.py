@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow.dataset import ParquetFragmentScanOptions
 import xxhash
 
 from .background import prefetched
@@ -212,12 +214,13 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     if not progress:
         datasets.disable_progress_bars()
     ids: dict[tuple[str, str], pa.ChunkedArray] = {}
-    with tempfile.TemporaryDirectory(prefix="vs-sonar-verify-") as cache_dir:
+    with tempfile.TemporaryDirectory(prefix="vs-sonar-verify-") as cache_dir, _without_torch(datasets):
         for config, expected_splits in manifest["splits"].items():
             streaming = sum(expected_splits.values()) > STREAM_ABOVE_ROWS
             how = "streaming" if streaming else "prepared"
             try:
-                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir, streaming=streaming)
+                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir, streaming=streaming,
+                                           **({"fragment_scan_options": ParquetFragmentScanOptions(pre_buffer=False)} if streaming else {}))
             except Exception as e:  # any failure to load is the finding itself
                 report.add(f"{config}: load_dataset", False, f"{type(e).__name__}: {e}")
                 continue
@@ -276,6 +279,18 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     verification["seconds"] = round(time.time() - started, 2)
     write_json_atomic(release / REPORT, verification)
     return verification
+
+
+@contextmanager
+def _without_torch(datasets):
+    """Verify hands no rows to torch, but a streaming IterableDataset imports it (a second on the critical path)
+    just to share its epoch counter with DataLoader workers: tell datasets torch is absent while verifying."""
+    saved = datasets.config.TORCH_AVAILABLE
+    datasets.config.TORCH_AVAILABLE = False
+    try:
+        yield
+    finally:
+        datasets.config.TORCH_AVAILABLE = saved
 
 
 def release_paths(release: Path) -> list[Path]:
