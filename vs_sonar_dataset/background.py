@@ -1,8 +1,8 @@
-"""Two small helpers that put a second core to work on the release path.
+"""Small helpers that put a second core to work on the release path.
 
 pyarrow's decode and encode, hashlib and numpy release the GIL, so one background thread running them overlaps
-with the Python-level work of the main thread (row digests, stats, bookkeeping). Both helpers are bounded, so
-memory stays at a few items, and both re-raise a background error in the caller.
+with the Python-level work of the main thread (row digests, stats, bookkeeping). Every helper is bounded, so
+memory stays at a few items, and re-raises a background error in the caller.
 """
 
 import queue
@@ -56,18 +56,14 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
         thread.join()
 
 
-class OrderedBackground:
-    """Runs submitted calls one after another in one background thread, at most `depth` of them pending.
-
-    with OrderedBackground() as bg:
-        bg.submit(writer.write_table, table)
+class BoundedPool:
+    """Runs submitted calls in `workers` background threads, in any order, at most `depth` of them pending.
     Leaving the block waits for every call. The first error is raised in the caller, at a later submit or at
-    exit; the calls still pending then are cancelled.
-    """
+    exit; the calls still pending then are cancelled."""
 
-    def __init__(self, depth: int = 4):
+    def __init__(self, workers: int = 2, depth: int = 4):
         self.depth = depth
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ordered")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pool")
         self._pending: deque[Future] = deque()
 
     def submit(self, fn: Callable, *args) -> None:
@@ -79,7 +75,7 @@ class OrderedBackground:
         while self._pending:
             self._pending.popleft().result()
 
-    def __enter__(self) -> "OrderedBackground":
+    def __enter__(self) -> "BoundedPool":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -90,3 +86,16 @@ class OrderedBackground:
             for f in self._pending:
                 f.cancel()
             self._pool.shutdown(wait=True)
+
+
+class OrderedBackground(BoundedPool):
+    """Runs submitted calls one after another in one background thread, at most `depth` of them pending.
+
+    with OrderedBackground() as bg:
+        bg.submit(writer.write_table, table)
+    Leaving the block waits for every call. The first error is raised in the caller, at a later submit or at
+    exit; the calls still pending then are cancelled.
+    """
+
+    def __init__(self, depth: int = 4):
+        super().__init__(workers=1, depth=depth)

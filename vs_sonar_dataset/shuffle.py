@@ -14,6 +14,7 @@ page. Decoding, temporary writes and read-backs run in background threads.
 import logging
 import os
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from .background import OrderedBackground, prefetched
+from .background import BoundedPool, OrderedBackground, prefetched
 from .schema import embedding_matrix
 from .shards import iter_shard_batches, read_manifest
 
@@ -54,7 +55,9 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
         vectors = _VectorFiles(Path(tmp), n_buckets, width, direct)
         writers: dict[int, ipc.RecordBatchFileWriter] = {}
         try:
-            with OrderedBackground() as background:
+            # the small columns are appended in order by one thread; the vectors go to offsets reserved here,
+            # so two threads can gather and write them (the disk wait of one overlaps the other's copying)
+            with OrderedBackground() as background, BoundedPool(workers=2) as vector_writers:
                 offset = 0
                 for batch in iter_shard_batches(pool_dir, "pool", threads=2):
                     batch_dest = dest[offset : offset + batch.num_rows]
@@ -68,7 +71,7 @@ def iter_rows_in_order(pool_dir: str | Path, order: np.ndarray, bucket_rows: int
                     buckets = batch_dest[keep] // bucket_rows
                     starts = np.flatnonzero(np.r_[True, np.diff(buckets) != 0])
                     segments = [(int(buckets[s]), s, e) for s, e in zip(starts, np.r_[starts[1:], len(keep)])]
-                    background.submit(vectors.append, embedding_matrix(batch), keep, segments)
+                    vector_writers.submit(vectors.write, embedding_matrix(batch), keep, vectors.reserve(segments))
                     small = pa.Table.from_batches([batch.drop_columns("embedding").take(keep)])
                     small = small.append_column("_dest", pa.array(batch_dest[keep]))
                     for b, start, end in segments:
@@ -110,8 +113,9 @@ def aligned_empty(rows: int, width: int) -> np.ndarray:
 
 
 class _VectorFiles:
-    """One append-only file of raw vectors per bucket. append() runs in one background thread and read() in
-    another, one after the other (pass 1, then pass 2), so each owns a single staging buffer."""
+    """One file of raw vectors per bucket. Pass 1 reserves each bucket's next rows in order (reserve) and
+    writes them from any thread (write); pass 2 reads whole buckets from one thread (read). Every thread has
+    its own staging buffer."""
 
     def __init__(self, directory: Path, n_buckets: int, width: int, direct: bool | None):
         self.directory, self.width = directory, width
@@ -127,19 +131,28 @@ class _VectorFiles:
             self.fds.append(os.open(directory / "0.vectors", self.flags))
         self.fds += [os.open(directory / f"{b}.vectors", self.flags) for b in range(1, n_buckets)]
         self.sizes = [0] * n_buckets
-        self.staging: np.ndarray | None = None
+        self._local = threading.local()
 
     def _staging(self, rows: int) -> np.ndarray:
-        if self.staging is None or len(self.staging) < rows:
-            self.staging = aligned_empty(rows, self.width)
-        return self.staging[:rows]
+        staging = getattr(self._local, "staging", None)
+        if staging is None or len(staging) < rows:
+            staging = self._local.staging = aligned_empty(rows, self.width)
+        return staging[:rows]
 
-    def append(self, matrix: np.ndarray, rows: np.ndarray, segments: list) -> None:
-        """Append matrix[rows] bucket by bucket: segments are (bucket, start, end) ranges of `rows`."""
+    def reserve(self, segments: list) -> list:
+        """File offsets for (bucket, start, end) ranges of rows, after everything reserved before."""
+        placed = []
+        for b, start, end in segments:
+            placed.append((b, start, end, self.sizes[b]))
+            self.sizes[b] += (end - start) * self.width
+        return placed
+
+    def write(self, matrix: np.ndarray, rows: np.ndarray, placed: list) -> None:
+        """Write matrix[rows] where reserve() placed it: placed holds (bucket, start, end, offset) ranges."""
         grouped = np.take(matrix, rows, axis=0, out=self._staging(len(rows)))
         raw = memoryview(grouped).cast("B")
-        for b, start, end in segments:
-            self.sizes[b] += _write_at(self.fds[b], raw[start * self.width : end * self.width], self.sizes[b])
+        for b, start, end, offset in placed:
+            _write_at(self.fds[b], raw[start * self.width : end * self.width], offset)
 
     def read(self, bucket: int, rows: int) -> np.ndarray:
         """A bucket's vectors in the order appended (valid until the next read); its file is deleted."""

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from vs_sonar_dataset.background import OrderedBackground, prefetched
+from vs_sonar_dataset.background import BoundedPool, OrderedBackground, prefetched
 
 
 def test_prefetched_yields_every_item_in_order_from_another_thread():
@@ -74,3 +74,22 @@ def test_ordered_background_raises_the_first_error_and_skips_later_calls():
             for i in range(50):
                 background.submit(work, i)
     assert done[:3] == [0, 1, 2] and len(done) < 10
+
+
+def test_bounded_pool_runs_calls_at_once_and_bounds_what_is_pending():
+    both_running = threading.Barrier(2, timeout=5)  # broken (an error) unless two calls run at the same time
+    done = []
+    with BoundedPool(workers=2, depth=2) as pool:
+        for i in range(6):
+            pool.submit(lambda i=i: (both_running.wait(), done.append(i)))
+            assert len(pool._pending) <= 2
+    assert sorted(done) == list(range(6))
+
+
+def test_bounded_pool_raises_a_worker_error_in_the_caller():
+    def fail():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        with BoundedPool(workers=2) as pool:
+            pool.submit(fail)
