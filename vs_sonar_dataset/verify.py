@@ -218,9 +218,10 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
         for config, expected_splits in manifest["splits"].items():
             streaming = sum(expected_splits.values()) > STREAM_ABOVE_ROWS
             how = "streaming" if streaming else "prepared"
+            # streamed row group by row group: pre-buffering would hold a whole file (400 MB) in each lane
+            options = {"fragment_scan_options": ParquetFragmentScanOptions(pre_buffer=False)} if streaming else {}
             try:
-                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir, streaming=streaming,
-                                           **({"fragment_scan_options": ParquetFragmentScanOptions(pre_buffer=False)} if streaming else {}))
+                ds = datasets.load_dataset(str(release), config, cache_dir=cache_dir, streaming=streaming, **options)
             except Exception as e:  # any failure to load is the finding itself
                 report.add(f"{config}: load_dataset", False, f"{type(e).__name__}: {e}")
                 continue
@@ -234,7 +235,7 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                       disable=not progress, leave=False) as bar, \
                     ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="lane") as workers:
                 results = list(workers.map(lambda lane: _check_lane(*lane, acc, digests, bar), lanes))
-            sizes = {split: sum(r.rows for (_, s, _), r in zip(lanes, results) if s == split)
+            sizes = {split: sum(r.rows for lane, r in zip(lanes, results) if lane.split == split)
                      for split in SPLITS if split in ds}
             types = set().union(*(r.types for r in results))
             nonfinite, bad_rows = sum(r.nonfinite for r in results), sum(r.bad_rows for r in results)
