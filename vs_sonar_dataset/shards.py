@@ -42,22 +42,24 @@ PARQUET_OPTIONS = {
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    return _hash_file(path, hashlib.sha256())
+    return _hash_file(path, hashlib.sha256())[0]
 
 
 def xxh3_file(path: str | os.PathLike) -> str:
     """xxh3-128 of a file (hex): a checksum against corruption and changes, not forgery, at memory speed."""
-    return _hash_file(path, xxhash.xxh3_128())
+    return _hash_file(path, xxhash.xxh3_128())[0]
 
 
-def _hash_file(path, digest, chunk: int = 1 << 22) -> str:
+def _hash_file(path, *digests, chunk: int = 1 << 22) -> list[str]:
+    """Hex digests of the file's bytes, read once for all of them."""
     # one reused buffer: a fresh 4 MB bytes object per read costs a page fault per page
     buffer = bytearray(chunk)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
+            for digest in digests:
+                digest.update(view[:n])
+    return [digest.hexdigest() for digest in digests]
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -146,7 +148,7 @@ def check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
 
 def _checked_shards(directory: Path, kind: str | None) -> Iterator[tuple[Path, pq.ParquetFile, Manifest]]:
     """Each shard after checking it against the manifest. The checksums are computed in a background thread
-    that runs ahead of the reader (hashlib releases the GIL), but no shard is yielded before its own passed."""
+    that runs ahead of the reader (hashing releases the GIL), but no shard is yielded before its own passed."""
     manifest = read_manifest(directory, kind)
     paths = [directory / entry["file"] for entry in manifest.shards]
     for path in paths:
@@ -259,8 +261,8 @@ class ShardWriter:
         check_schema(table.schema, self.manifest.schema, f"shard for {self.directory}")
         name = f"{self.prefix}-{len(self.manifest.shards):05d}.parquet"
         write_parquet_atomic(table, self.directory / name)
-        entry = {"file": name, "rows": table.num_rows, "sha256": sha256_file(self.directory / name),
-                 "xxh3_128": xxh3_file(self.directory / name)}
+        sha256, xxh3 = _hash_file(self.directory / name, hashlib.sha256(), xxhash.xxh3_128())
+        entry = {"file": name, "rows": table.num_rows, "sha256": sha256, "xxh3_128": xxh3}
         self.manifest.shards.append(entry)
         if stats is not None:
             self.manifest.stats = stats
