@@ -52,26 +52,28 @@ class StatsAccumulator:
         end = start + len(vectors)
         if start < 0 or end > self.rows:
             raise ValueError(f"rows {start}..{end} fall outside the split's {self.rows}")
-        ready = []  # (block start, rows) to reduce, outside the lock
         with self._lock:
             bounds = [start] + [e for e in self.ends if start < e < end] + [end]
             for a, b in zip(bounds, bounds[1:]):  # the ids digest is recorded at every end
                 self._id_pieces[a] = (b, ("\n".join(ids[a - start : b - start]) + "\n").encode())
             self._hash_ready_ids()
-            first = start - start % BLOCK_ROWS
-            for block in range(first, end, BLOCK_ROWS):
-                size = min(BLOCK_ROWS, self.rows - block)
-                lo, hi = max(start, block), min(end, block + size)
-                if lo == block and hi == block + size and block not in self._partial:
-                    ready.append((block, vectors[block - start : block - start + size]))  # whole: read in place
-                    continue
+        for block in range(start - start % BLOCK_ROWS, end, BLOCK_ROWS):
+            size = min(BLOCK_ROWS, self.rows - block)
+            lo, hi = max(start, block), min(end, block + size)
+            if lo == block and hi == block + size:  # a whole block: read in place
+                self._reduce(block, vectors[block - start : block - start + size])
+                continue
+            with self._lock:
                 partial = self._partial.setdefault(block, [np.empty((size, self.dim), np.float32), 0])
-                partial[0][lo - block : hi - block] = vectors[lo - start : hi - start]
+            # pieces fill disjoint rows, so the copy needs no lock; only the count does
+            partial[0][lo - block : hi - block] = vectors[lo - start : hi - start]
+            with self._lock:
                 partial[1] += hi - lo
-                if partial[1] == size:
-                    ready.append((block, self._partial.pop(block)[0]))
-        for block, rows in ready:
-            self._reduce(block, rows)
+                complete = partial[1] == size
+                if complete:
+                    del self._partial[block]
+            if complete:
+                self._reduce(block, partial[0])
 
     def _hash_ready_ids(self) -> None:
         while self._ids_hashed in self._id_pieces:
