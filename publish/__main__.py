@@ -3,9 +3,10 @@
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
-from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.errors import UserError, run_command
 from vs_sonar_dataset.release import add_build_options
 
 
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-synthetic", action="store_true", help="allow pushing a release of a synthetic pool")
     p.add_argument("--allow-fixture-models", action="store_true",
                    help="allow pushing a release made by fixture models (only to a test endpoint)")
+    p.add_argument("--retries", type=int, default=4, metavar="N",
+                   help="after a transient Hub error (connection refused, dropped or timed out; HTTP 429 or 5xx), "
+                   "retry the whole push up to N more times; safe, since a failed push commits nothing. Other "
+                   "errors (401, 403, 404, ...) fail at once")
+    p.add_argument("--retry-wait", type=float, default=2.0, metavar="SECONDS",
+                   help="pause before the first retry; each next pause is twice as long")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -49,10 +56,11 @@ def run(args) -> int:
     if args.pool:
         s = build_settings(args)
         digests = {}  # pool rows hashed while building, so verify does not read the pool twice
+        started = time.monotonic()
         build_release(args.pool, release, s["configs"], s["seed"], s["rows_per_file"], repo_id=args.repo,
                       fixture_models=s["fixture_models"], pool_digests=digests)
         report = verify_release(release, args.pool, args.model_checks, pool_digests=digests)
-        print(summary(report))
+        print(summary(report, time.monotonic() - started))
         if not report["passed"]:
             return 1
     elif not args.push:
@@ -61,7 +69,8 @@ def run(args) -> int:
         from .hub import push_release
 
         result = push_release(release, args.repo, private=args.private, revision=args.revision, force=args.force,
-                              allow_synthetic=args.allow_synthetic, allow_fixture=args.allow_fixture_models)
+                              allow_synthetic=args.allow_synthetic, allow_fixture=args.allow_fixture_models,
+                              retries=args.retries, retry_wait=args.retry_wait)
         if result["commit"] is None:
             print(f"{args.repo} is already up to date: no commit made")
         else:
@@ -74,14 +83,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return run(args)
-    except UserError as e:
-        print(f"publish: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("publish: interrupted; nothing was committed unless a commit was reported", file=sys.stderr)
-        return 130
+    if not args.verbose:  # the Hub client logs every request and retry; the retries and the result are ours to say
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    return run_command("publish", lambda: run(args), output=args.out)
 
 
 if __name__ == "__main__":

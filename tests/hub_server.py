@@ -36,12 +36,14 @@ On disk (under --root), so a restarted server sees the same repos:
                                                    "files": {path: {"sha256", "size", "lfs", "oid"}}}
 
 Fault injection (constructor `faults=[...]` or POST /_test/fail with one rule or a list): a rule is
-    {"at": "preupload"|"lfs_batch"|"lfs_put"|"lfs_verify"|"commit", "after": N, "times": K|null,
-     "status": 500 (0 = drop the connection without answering)}
-and makes the (N+1)-th and later matching requests fail, K times (null: until reset). Shorthands:
-{"after_lfs_puts": N} and {"die_at": "commit"}. The request body is read first, so a failed request has no
-effect. Note the client retries LFS PUTs on 5xx and dropped connections (5 retries, ~23 s of backoff); a 4xx
-status fails at once, and a commit POST is never retried.
+    {"at": POINT, "after": N, "times": K|null, "status": 500 (0 = drop the connection without answering)}
+and makes the (N+1)-th and later matching requests fail, K times (null: until reset). POINT is one step of a
+push, named as in `counts`: "create" (POST /api/repos/create), "create_branch", "resolve" (HEAD/GET of a file),
+"tree", "preupload", "lfs_batch", "lfs_put", "lfs_verify" or "commit". Shorthands: {"after_lfs_puts": N} and
+{"die_at": "commit"}. The request body is read first, so a failed request has no effect. Note the client
+itself retries preupload, tree listings, the LFS batch/PUT/verify calls and (once no file is cached) a file's
+HEAD on 429/5xx and dropped connections (5 retries, ~23 s of backoff); a 4xx status fails at once, and
+create_repo and a commit POST are never retried by the client.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ INITIAL_GITATTRIBUTES = (
     b"*.npy filter=lfs diff=lfs merge=lfs -text\n"
     b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 )
-FAULT_POINTS = ("preupload", "lfs_batch", "lfs_put", "lfs_verify", "commit")
+FAULT_POINTS = ("create", "create_branch", "resolve", "tree", "preupload", "lfs_batch", "lfs_put", "lfs_verify",
+                "commit")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -423,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rest == ["whoami-v2"] and method == "GET":
                 return "whoami", self._whoami, ()
             if rest == ["repos", "create"] and method == "POST":
-                return "create_repo", self._create_repo, ()
+                return "create", self._create_repo, ()
             if rest == ["repos", "delete"] and method in ("POST", "DELETE"):
                 return "delete_repo", self._delete_repo, ()
             if rest == ["validate-yaml"] and method == "POST":

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from hub_server import HubServer
 
@@ -229,6 +232,45 @@ def test_dropped_connection_is_retried_by_the_client(hub_server, tmp_path):
     assert [status for (_, _, name, status) in hub_server.requests if name == "lfs_put"].count(0) == 1
 
 
+def test_faults_at_the_other_steps_of_a_push(hub_server):
+    hub_server.fail({"at": "create", "status": 0, "times": 1}, {"at": "create_branch", "status": 0, "times": 1},
+                    {"at": "tree", "status": 0, "times": 2}, {"at": "resolve", "status": 503, "times": 1})
+    out = run_client(hub_server, f"""
+        def attempt(fn):
+            try:
+                return fn()
+            except Exception as exc:
+                return error_info(exc)
+        created = [attempt(lambda: str(api.create_repo({REPO!r}, repo_type="dataset"))) for _ in range(2)]
+        branched = [attempt(lambda: api.create_branch({REPO!r}, branch="v1", repo_type="dataset")) for _ in range(2)]
+        tree = [e.path for e in api.list_repo_tree({REPO!r}, repo_type="dataset")]
+        card = Path(api.hf_hub_download({REPO!r}, ".gitattributes", repo_type="dataset")).read_bytes()
+        emit({{"created": created, "branched": branched, "tree": tree, "card": len(card)}})
+    """)
+
+    def statuses(point):
+        return [status for (_, _, name, status) in hub_server.requests if name == point]
+
+    # The client does not retry create_repo or create_branch: the dropped request fails, the next one works.
+    assert out["created"][0]["type"] == "RemoteProtocolError" and statuses("create") == [0, 200]
+    assert out["created"][1] == f"{hub_server.endpoint}/datasets/{REPO}"
+    assert out["branched"][0]["type"] == "RemoteProtocolError" and out["branched"][1] is None
+    assert statuses("create_branch") == [0, 200]
+    # It retries tree listings, and a file's HEAD once nothing is cached.
+    assert out["tree"] == [".gitattributes"] and statuses("tree") == [0, 0, 200]
+    assert out["card"] > 0 and statuses("resolve") == [503, 200, 200]  # HEAD, HEAD again, GET
+    assert set(hub_server.files(REPO, revision="v1")) == {".gitattributes"}
+
+
+def test_unknown_fault_point_is_refused(hub_server):
+    with pytest.raises(ValueError, match="fault point must be one of"):
+        hub_server.fail({"at": "nowhere"})
+    request = urllib.request.Request(f"{hub_server.endpoint}/_test/fail", data=b'{"at": "nowhere"}', method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 400
+
+
 def test_commit_with_a_bad_operation_changes_nothing(hub_server, tmp_path):
     hub_server.create_repo(REPO)
     before = hub_server.files(REPO)
@@ -282,8 +324,6 @@ def test_state_survives_a_restart_and_the_command_line_serves_it(tmp_path):
                              "--root", str(root)], stdout=subprocess.PIPE, text=True)
     try:
         endpoint = proc.stdout.readline().split()[1]
-        import urllib.request
-
         with urllib.request.urlopen(f"{endpoint}/api/datasets/{REPO}") as response:
             info = json.load(response)
         assert info["sha"] == head and [s["rfilename"] for s in info["siblings"]] == [".gitattributes"]

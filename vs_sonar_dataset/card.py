@@ -65,6 +65,16 @@ def _examples(release: Path, manifest: dict, config: str, n: int = 5) -> list[di
     return table.to_pylist()
 
 
+def vector_kind(manifest: dict) -> str:
+    """What the vectors are, from what the pool recorded (never assumed): its encoder, or that they are random."""
+    if manifest["pool"]["synthetic"]:
+        return "synthetic vector (seeded Gaussian noise, not an embedding)"
+    encoder = manifest["pool"]["config"].get("encoder", {})
+    if encoder.get("kind") == "sonar":
+        return f"SONAR text embedding (`{encoder.get('name')}`)"
+    return f"text embedding by `{encoder.get('name') or ', '.join(manifest['provenance']['encoder'])}`"
+
+
 def render_card(release: Path, manifest: dict, verification: dict | None) -> str:
     import jinja2
 
@@ -77,7 +87,8 @@ def render_card(release: Path, manifest: dict, verification: dict | None) -> str
     body = env.from_string(TEMPLATE.read_text()).render(
         marker=CARD_MARKER, manifest=manifest, default_config=largest, stats=stats,
         examples=_examples(release, manifest, largest), verification=verification, largest=largest,
-        dim=manifest["embedding_dim"], provenance=manifest["provenance"],
+        dim=manifest["embedding_dim"], vectors=vector_kind(manifest),
+        compute_dtype=manifest["pool"]["config"].get("encoder", {}).get("compute_dtype"), provenance=manifest["provenance"],
         sampling_params=[json.loads(p) for p in manifest["provenance"]["sampling_params"]],
     )
     text = f"---\n{card.to_yaml()}\n---\n{body}"

@@ -8,7 +8,7 @@ import os
 import sys
 
 from .envs import runs_here, stage_python
-from .errors import UserError
+from .errors import run_command
 
 # name -> module; the commands in COMMAND_STAGE run in that model stage's environment
 COMMANDS = {
@@ -50,19 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
+
+    def action() -> int:
         stage = COMMAND_STAGE.get(args.command)
         if stage and not runs_here(stage):
             python = stage_python(stage)
             logging.getLogger("vs_sonar").debug("running %s in %s", args.command, python)
             os.execv(python, [python, "-m", "vs_sonar_dataset.cli", *argv])
-        return int(args._module.main(args) or 0)
-    except UserError as e:
-        print(f"vs-sonar {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"vs-sonar {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return args._module.main(args)
+
+    return run_command(f"vs-sonar {args.command}", action, output=getattr(args, "out", None))
 
 
 if __name__ == "__main__":

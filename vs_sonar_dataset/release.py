@@ -27,6 +27,7 @@ from tqdm import tqdm
 from . import __version__
 from .background import OrderedBackground
 from .errors import UserError
+from .outputs import check_output_dir
 from .schema import embedding_matrix
 from .shards import PARQUET_OPTIONS, ROW_GROUP_ROWS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
 from .shuffle import iter_rows_in_order
@@ -90,22 +91,39 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
                   repo_id: str | None = None, fixture_models: bool = False,
                   pool_digests: dict | None = None) -> dict:
     """Build OUT from POOL; returns the release manifest. Pass a dict as pool_digests to collect the digest of
-    every pool row used (id -> digest), so that verify need not read the pool a second time."""
-    from .card import render_card  # matplotlib and jinja only when building
-
+    every pool row used (id -> digest), so that verify need not read the pool a second time.
+    The release is written into OUT.partial and renamed into place at the end."""
     started = time.time()
     pool_dir, out_dir = Path(pool_dir), Path(out_dir)
     pool = read_manifest(pool_dir, "pool")
     if not pool.complete:
         raise UserError(f"{pool_dir}: the pool is unfinished (the embed stage has not completed); resume it first")
-    if out_dir.exists() and not (out_dir / RELEASE_MANIFEST).exists() and any(out_dir.iterdir()):
-        raise UserError(f"{out_dir}: exists and is not a release folder; choose an empty or new path")
+    check_output_dir(out_dir, "release")
     plan = make_plan(pool.rows, configs or DEFAULT_CONFIGS, seed)
-    schema = pool.schema
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
 
+    try:
+        header = {"format_version": 1, "code_version": code_version(), "repo_id": repo_id or "org/vs-sonar",
+                  "fixture_models": fixture_models, "seed": seed}
+        manifest = _write_release(work, pool_dir, pool, plan, header, rows_per_file, plots, progress, pool_digests)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # a failed build leaves nothing beside OUT (a kill: the next one)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    work.rename(out_dir)
+    log.info("release at %s: configs %s in %.1f s", out_dir, ", ".join(plan.configs), time.time() - started)
+    return manifest
+
+
+def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_per_file: int, plots: bool,
+                   progress: bool, pool_digests: dict | None) -> dict:
+    """Write every config's files, the stats, plots, release.json and the card into `work`."""
+    from .card import render_card  # matplotlib and jinja only when building
+
+    schema = pool.schema
     writers = {(c, s): SplitWriter(work, c, s, split_sizes(size)[s], schema, rows_per_file)
                for c, size in plan.configs.items() for s in SPLITS}
     pool_sizes = plan.pool_sizes()
@@ -123,7 +141,8 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     # Parquet encoding and writing run in one background thread, in order, while this one does the stats
     with tqdm(total=len(plan.order), unit="row", desc="build", disable=not progress) as bar, \
             OrderedBackground() as background:
-        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=out_dir.parent, on_rows=collect):
+        # the shuffle spills inside the work folder, so a killed build's spill goes with its work folder
+        for table in iter_rows_in_order(pool_dir, plan.order, tmp_dir=work, on_rows=collect):
             while table.num_rows:
                 split = SPLITS[current]
                 take = min(table.num_rows, pool_sizes[split] - position[split])
@@ -148,11 +167,7 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     write_parquet_atomic(stats_table(stats_list), work / "data" / "stats" / "stats-00000-of-00001.parquet")
 
     manifest = {
-        "format_version": 1,
-        "code_version": code_version(),
-        "repo_id": repo_id or "org/vs-sonar",
-        "fixture_models": fixture_models,
-        "seed": seed,
+        **header,
         "configs": plan.configs,
         "splits": {c: split_sizes(size) for c, size in plan.configs.items()},
         "data_files": {c: {s: w.files for (c2, s), w in writers.items() if c2 == c} for c in plan.configs},
@@ -161,19 +176,13 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
                  "stats": pool.stats,
                  "manifest_sha256": sha256_file(pool_dir / "manifest.json")},
         "provenance": _provenance(work, plan.largest),
-        "build_seconds": None,
     }
     if plots:
         from .plots import write_plots
 
         manifest["plots"] = write_plots(work, stats_list[-1], acc.norms, np.concatenate(probabilities), plan.largest)
-    manifest["build_seconds"] = round(time.time() - started, 2)
     write_json_atomic(work / RELEASE_MANIFEST, manifest)
     render_card(work, manifest, verification=None)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    work.rename(out_dir)
-    log.info("release at %s: configs %s in %.1f s", out_dir, ", ".join(plan.configs), time.time() - started)
     return manifest
 
 
@@ -231,7 +240,25 @@ def build_settings(args) -> dict:
             settings["configs"] = dict(item.split("=", 1) for item in args.sizes.split(","))
         except ValueError:
             raise UserError(f"--sizes {args.sizes!r}: expected NAME=SIZE,... such as 1k=1000,5k=5000") from None
+    _check_build_settings(settings)
     return settings
+
+
+def _check_build_settings(s: dict) -> None:
+    """Wrong types and ranges are one-line errors, before numpy or the file system meets them."""
+    def integer(name, value, least):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"[build] {name} = {value!r}: expected an integer of at least {least}")
+
+    integer("seed", s["seed"], 0)
+    integer("rows_per_file", s["rows_per_file"], 1)
+    if not isinstance(s["fixture_models"], bool):
+        raise UserError(f"[build] fixture_models = {s['fixture_models']!r}: expected true or false")
+    if not isinstance(s["configs"], dict) or not s["configs"]:
+        raise UserError(f"[build] configs = {s['configs']!r}: expected a table such as {{ \"1k\" = 1000 }}")
+    for name, size in s["configs"].items():
+        if isinstance(size, bool) or not isinstance(size, (int, str)):
+            raise UserError(f"[build] configs.{name} = {size!r}: expected a size such as 1000 or \"5k\"")
 
 
 def main(args) -> int:

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from .config import load_table
 from .envs import REPO_ROOT, python_for
 from .errors import UserError
+from .outputs import check_output_dir
 from .release import MODEL_CHECKS, RELEASE_MANIFEST, build_settings
 from .shards import MANIFEST, read_manifest, sha256_file, write_json_atomic
 from .splits import parse_size
@@ -52,6 +53,7 @@ class Runner:
         if not self.source.is_file():
             raise UserError(f"{self.source}: configuration file not found")
         text = self.source.read_text().replace("{run_dir}", str(self.run_dir))
+        check_output_dir(self.run_dir, "run")
         if self.config.exists() and self.config.read_text() != text:
             raise UserError(f"{self.run_dir} was started with another configuration; use a new --out, or the "
                             f"same configuration to resume")

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from .errors import ShardError
+from .outputs import check_output_dir
 from .schema import CANDIDATE_SCHEMA, POOL_SCHEMA, pool_schema
 
 FORMAT_VERSION = 1
@@ -239,6 +240,7 @@ class ShardWriter:
                  embedding_dim: int | None = None, synthetic: bool = False, prefix: str = "shard"):
         self.directory = Path(directory)
         self.prefix = prefix
+        check_output_dir(self.directory, kind)
         self.directory.mkdir(parents=True, exist_ok=True)
         if (self.directory / MANIFEST).exists():
             self.manifest = read_manifest(self.directory, kind)

@@ -5,6 +5,7 @@ pools; a config of size s takes the first n_split(s) rows of each pool, so every
 every larger one, split by split, and no row can sit in two splits. shuffle.py streams the rows in that order.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from .errors import UserError
 
 SPLITS = ("train", "validation", "test")
 HOLDOUT_FRACTION = 0.1  # for validation and for test each
+CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def split_sizes(size: int) -> dict[str, int]:
@@ -68,6 +70,8 @@ def make_plan(pool_rows: int, configs: dict, seed: int) -> SplitPlan:
         raise UserError("no configs to build: give at least one size, e.g. {'1k': 1000}")
     sizes = {name: parse_size(size) for name, size in configs.items()}
     for name, size in sizes.items():
+        if not CONFIG_NAME.fullmatch(name) or name == "stats":  # names become folders; `stats` is taken
+            raise UserError(f"config name {name!r}: use letters, digits, '_', '-' or '.' (and not 'stats')")
         if size < 10:
             raise UserError(f"config {name!r} has {size} rows; at least 10 are needed for an 80/10/10 split")
     largest = max(sizes.values())

@@ -8,17 +8,21 @@ Model checks (SONAR alignment and round trip) come from model_checks.json, writt
 the embed environment.
 
 The report (verify_report.json) lists every check and the xxh3-128 checksum of every file of the release;
-publish pushes only a release whose files still match it.
+publish pushes only a release whose files still match it. Verify removes the old report before anything else, so
+a verify that stops early leaves none. A damaged file (a data file missing, truncated or not Parquet, a stats
+file missing or not JSON) is a failed check that names it, never a traceback. The report holds no times: two
+verifies of the same release write the same bytes.
 """
 
 import json
 import logging
 import operator
+import os
 import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -43,6 +47,8 @@ log = logging.getLogger("vs_sonar.verify")
 REPORT = "verify_report.json"
 FILES_CHECKSUM = "xxh3_128"  # of each file in the report: fast, and publish asks the Hub for sha256 itself
 BATCH_ROWS = 8192
+STATS_DATA_FILE = "data/stats/stats-00000-of-00001.parquet"  # the `stats` config, as build_release writes it
+STATS_KEYS = {"count", "ids_sha256", "mean", "std", "norm", "method"}  # what the checks and the card read
 
 
 class Report:
@@ -180,19 +186,25 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                    pool_digests: dict | None = None) -> dict:
     """Run every check; write verify_report.json and the card with the results; return the report.
     pool_digests: digests of the pool rows collected while building (see build_release), else read from pool."""
+    release = Path(release)
+    # before anything that can fail: a verify that stops early (a corrupt pool, Ctrl-C) must leave no report,
+    # or publish would push on the previous one
+    with suppress(FileNotFoundError, NotADirectoryError):
+        (release / REPORT).unlink()
+        log.debug("removed the previous %s", REPORT)
+
     import datasets
     from tqdm import tqdm
 
     from .card import render_card
 
-    started = time.time()
-    release = Path(release)
-    manifest_path = release / RELEASE_MANIFEST
-    if not manifest_path.is_file():
-        raise UserError(f"{release}: not a release folder (no {RELEASE_MANIFEST}); build one with `vs-sonar build`")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_release_manifest(release)
+    if pool is not None:
+        read_manifest(pool, "pool")  # a bad --pool is a user error before any work starts
     report = Report()
     dim = manifest["embedding_dim"]
+    damaged = _check_data_files(release, manifest, report)
+    stored_stats = _read_stats(release, manifest, report)
     # The data files are hashed in a background thread while they are checked (xxhash releases the GIL);
     # verify writes only the card and the report, which are hashed at the end.
     data_files = [p for p in release_paths(release) if p.is_relative_to(release / "data")]
@@ -216,6 +228,10 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     ids: dict[tuple[str, str], pa.ChunkedArray] = {}
     with tempfile.TemporaryDirectory(prefix="vs-sonar-verify-") as cache_dir, _without_torch(datasets):
         for config, expected_splits in manifest["splits"].items():
+            bad = [f for files in manifest["data_files"][config].values() for f in files if f in damaged]
+            if bad:  # load_dataset would skip a missing file, and a streamed one would fail half way
+                report.add(f"{config}: load_dataset", False, f"not loaded: damaged {', '.join(bad)}")
+                continue
             streaming = sum(expected_splits.values()) > STREAM_ABOVE_ROWS
             how = "streaming" if streaming else "prepared"
             # streamed row group by row group: pre-buffering would hold a whole file (400 MB) in each lane
@@ -225,16 +241,21 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
             except Exception as e:  # any failure to load is the finding itself
                 report.add(f"{config}: load_dataset", False, f"{type(e).__name__}: {e}")
                 continue
-            report.add(f"{config}: load_dataset", True, f"{how}; splits {', '.join(ds)}")
+            # sorted: datasets lists the splits in the order of the card it read, which the last verify wrote
+            report.add(f"{config}: load_dataset", True, f"{how}; splits {', '.join(sorted(ds))}")
             feature = (ds["train"].features or {}).get("embedding") if "train" in ds else None
             train_rows = expected_splits.get("train", 0)
             acc = StatsAccumulator(dim, [train_rows])
             lanes = [lane for split in SPLITS if split in ds
                      for lane in _lanes(ds[split], split, streaming, release, manifest["data_files"][config][split])]
-            with tqdm(total=sum(expected_splits.values()), desc=f"verify {config}", unit="row",
-                      disable=not progress, leave=False) as bar, \
-                    ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="lane") as workers:
-                results = list(workers.map(lambda lane: _check_lane(*lane, acc, digests, bar), lanes))
+            try:
+                with tqdm(total=sum(expected_splits.values()), desc=f"verify {config}", unit="row",
+                          disable=not progress, leave=False) as bar, \
+                        ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="lane") as workers:
+                    results = list(workers.map(lambda lane: _check_lane(*lane, acc, digests, bar), lanes))
+            except (OSError, pa.ArrowException) as e:  # pages a readable footer does not vouch for (streamed)
+                report.add(f"{config}: rows readable", False, f"{type(e).__name__}: {e}")
+                continue
             sizes = {split: sum(r.rows for lane, r in zip(lanes, results) if lane.split == split)
                      for split in SPLITS if split in ds}
             types = set().union(*(r.types for r in results))
@@ -257,29 +278,92 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
             unique = pc.count_distinct(all_ids).as_py()
             report.add(f"{config}: ids unique across splits", unique == len(all_ids),
                        f"{len(all_ids) - unique} repeated ids")
-            stored = json.loads((release / "stats" / f"{config}.json").read_text())
+            stored = stored_stats.get(config)
             recomputed = acc.stats(train_rows, config) if sizes.get("train") == train_rows and contiguous else None
-            report.add(f"{config}: stats recomputed equal", recomputed == stored,
-                       f"train rows {stored['count']}, ids sha256 {stored['ids_sha256'][:16]}…")
+            report.add(f"{config}: stats recomputed equal", stored is not None and recomputed == stored,
+                       f"train rows {stored['count']}, ids sha256 {stored['ids_sha256'][:16]}…" if stored
+                       else f"not checked: stats/{config}.json unreadable")
             del ds
         _check_nesting(manifest, ids, report)
-        _check_stats_config(release, manifest, cache_dir, report)
+        _check_stats_config(release, manifest, stored_stats, cache_dir, report)
 
     model_report = _model_checks(release, model_checks, report)
+    try:
+        files = data_hashes.result()
+    except OSError as e:  # a data file removed or made unreadable while verifying
+        files = {}
+        report.add("data files hashed", False, f"{os.path.relpath(e.filename or '?', release)}: {e.strerror}")
     verification = {"passed": report.passed, "code_version": code_version(), "checks": report.checks,
                     "model_checks": model_report}
-    render_card(release, manifest, verification)  # the card's YAML is checked as rendered, then shown with all checks
-    _check_card(release, manifest, report)
+    # the card reads every config's footers, first rows and stats
+    unreadable = [f for f in damaged if f != STATS_DATA_FILE] + [
+        f"stats/{c}.json" for c in manifest["configs"] if c not in stored_stats]
+    if unreadable:
+        report.add("card YAML valid", False, f"not checked: no card can be rendered without {', '.join(unreadable)}")
+    else:
+        try:
+            render_card(release, manifest, verification)  # the YAML is checked as rendered, then shown with all checks
+        except (OSError, pa.ArrowException, ValueError, KeyError) as e:  # damage no footer shows (the example rows)
+            report.add("card YAML valid", False, f"not checked: no card rendered ({type(e).__name__}: {e})")
+        else:
+            _check_card(release, manifest, report)
+            verification["passed"] = report.passed
+            render_card(release, manifest, verification)
     verification["passed"] = report.passed
-    render_card(release, manifest, verification)
     hashed = set(data_files)
-    files = release_files(release, [p for p in release_paths(release) if p not in hashed])
-    files.update(data_hashes.result())
+    files.update(release_files(release, [p for p in release_paths(release) if p not in hashed]))
     verification["files_checksum"] = FILES_CHECKSUM
     verification["files"] = dict(sorted(files.items()))
-    verification["seconds"] = round(time.time() - started, 2)
     write_json_atomic(release / REPORT, verification)
     return verification
+
+
+def _read_release_manifest(release: Path) -> dict:
+    path = release / RELEASE_MANIFEST
+    if not path.is_file():
+        raise UserError(f"{release}: not a release folder (no {RELEASE_MANIFEST}); build one with `vs-sonar build`")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e}); build the release again with `vs-sonar build`") from None
+
+
+def _check_data_files(release: Path, manifest: dict, report: Report) -> dict[str, str]:
+    """Each data file the manifest lists, and the stats config's: present, with a Parquet footer that reads.
+    Returns {file: what is wrong} for the others."""
+    files = [f for splits in manifest["data_files"].values() for names in splits.values() for f in names]
+    damaged = {}
+    for f in [*files, STATS_DATA_FILE]:
+        try:
+            pq.read_metadata(release / f)
+        except FileNotFoundError:
+            damaged[f] = "missing"
+        except (OSError, pa.ArrowException) as e:  # pyarrow says what is wrong with a file that is not Parquet
+            errno = getattr(e, "errno", None)
+            damaged[f] = f"unreadable ({os.strerror(errno)})" if errno else f"not Parquet ({e})"
+    report.add("data files readable", not damaged,
+               "; ".join(f"{f}: {what}" for f, what in damaged.items()) or f"{len(files) + 1} Parquet footers read")
+    return damaged
+
+
+def _read_stats(release: Path, manifest: dict, report: Report) -> dict[str, dict]:
+    """stats/{config}.json of each config that reads as a stats file; the others fail "stats files readable"."""
+    stats, bad = {}, []
+    for config in manifest["configs"]:
+        name = f"stats/{config}.json"
+        try:
+            value = json.loads((release / name).read_text())
+            if not isinstance(value, dict) or not STATS_KEYS <= value.keys():
+                raise ValueError(f"needs the keys {', '.join(sorted(STATS_KEYS))}")
+            stats[config] = value
+        except FileNotFoundError:
+            bad.append(f"{name}: missing")
+        except OSError as e:
+            bad.append(f"{name}: unreadable ({e.strerror})")
+        except ValueError as e:  # not JSON, not UTF-8, or not the object build writes
+            bad.append(f"{name}: not a stats file ({e})")
+    report.add("stats files readable", not bad, "; ".join(bad) or ", ".join(f"stats/{c}.json" for c in stats))
+    return stats
 
 
 @contextmanager
@@ -329,12 +413,15 @@ def _check_nesting(manifest: dict, ids: dict, report: Report) -> None:
     for small, large in zip(configs, configs[1:]):
         for split in SPLITS:
             a, b = ids.get((small, split)), ids.get((large, split))
-            ok = a is not None and b is not None and len(a) <= len(b) and b.slice(0, len(a)).equals(a)
-            report.add(f"nesting: {small} ⊂ {large} ({split})", ok,
-                       f"{small} {split} is the first {len(a) if a is not None else '?'} rows of {large} {split}")
+            name = f"nesting: {small} ⊂ {large} ({split})"
+            if a is None or b is None:
+                report.add(name, False, f"not checked: {small if a is None else large} {split} not read")
+                continue
+            report.add(name, len(a) <= len(b) and b.slice(0, len(a)).equals(a),
+                       f"{small} {split} is the first {len(a)} rows of {large} {split}")
 
 
-def _check_stats_config(release: Path, manifest: dict, cache_dir: str, report: Report) -> None:
+def _check_stats_config(release: Path, manifest: dict, stored_stats: dict, cache_dir: str, report: Report) -> None:
     import datasets
 
     try:
@@ -345,12 +432,14 @@ def _check_stats_config(release: Path, manifest: dict, cache_dir: str, report: R
     rows = {r["config"]: r for r in table.to_pylist()}
     ok = set(rows) == set(manifest["configs"])
     for config in manifest["configs"]:
-        stored = json.loads((release / "stats" / f"{config}.json").read_text())
-        row = rows.get(config, {})
-        ok = ok and row.get("count") == stored["count"] and row.get("ids_sha256") == stored["ids_sha256"] \
+        stored, row = stored_stats.get(config), rows.get(config, {})
+        ok = ok and stored is not None and row.get("count") == stored["count"] \
+            and row.get("ids_sha256") == stored["ids_sha256"] \
             and np.array_equal(np.float32(row.get("mean", [])), np.float32(stored["mean"])) \
             and np.array_equal(np.float32(row.get("std", [])), np.float32(stored["std"]))
-    report.add("stats config matches stats/*.json", ok, f"configs {', '.join(sorted(rows))}")
+    unread = [f"stats/{c}.json" for c in manifest["configs"] if c not in stored_stats]
+    report.add("stats config matches stats/*.json", ok, f"configs {', '.join(sorted(rows))}"
+               + (f"; {', '.join(unread)} unreadable" if unread else ""))
 
 
 def _model_checks(release: Path, mode: str, report: Report) -> dict | None:
@@ -368,15 +457,17 @@ def _model_checks(release: Path, mode: str, report: Report) -> dict | None:
         return None
     try:
         results = json.loads(path.read_text())
-    except ValueError as e:
-        report.add("model checks", False, f"{MODEL_CHECKS} unreadable: {e}")
+        alignment, rt = results["alignment"], results["round_trip"]
+        checks = [("model checks: alignment", alignment["passed"],
+                   f"min cosine {alignment['min_cosine']:.4f} ≥ {alignment['threshold']}"),
+                  ("model checks: round trip", rt["passed"],
+                   f"pass rate {rt['pass_rate']:.3f} (min {rt['min_pass_rate']}), mean cosine {rt['mean']:.4f}, "
+                   f"unrelated baseline {rt['unrelated_baseline_mean']:.4f}")]
+    except (ValueError, KeyError, TypeError) as e:  # not JSON, or not what model-check writes
+        report.add("model checks", False, f"{MODEL_CHECKS} unreadable: {type(e).__name__}: {e}")
         return None
-    report.add("model checks: alignment", results["alignment"]["passed"],
-               f"min cosine {results['alignment']['min_cosine']:.4f} ≥ {results['alignment']['threshold']}")
-    rt = results["round_trip"]
-    report.add("model checks: round trip", rt["passed"],
-               f"pass rate {rt['pass_rate']:.3f} (min {rt['min_pass_rate']}), mean cosine {rt['mean']:.4f}, "
-               f"unrelated baseline {rt['unrelated_baseline_mean']:.4f}")
+    for check in checks:
+        report.add(*check)
     return results
 
 
@@ -398,11 +489,13 @@ def _check_card(release: Path, manifest: dict, report: Report) -> None:
     report.add("card YAML valid", ok, detail)
 
 
-def summary(report: dict) -> str:
+def summary(report: dict, seconds: float | None = None) -> str:
+    """The checks, one a line, and the verdict; `seconds` (the caller's timing, never in the report) when given."""
     lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in report["checks"]]
     failed = sum(not c["passed"] for c in report["checks"])
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
     lines.append(f"verify: {'passed' if report['passed'] else 'FAILED'} — {len(report['checks']) - failed} "
-                 f"passed, {failed} failed ({report['seconds']} s)")
+                 f"passed, {failed} failed{took}")
     return "\n".join(lines)
 
 
@@ -416,8 +509,10 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
-    if args.pool:
-        read_manifest(args.pool, "pool")  # a bad --pool is a user error before any work starts
+    started = time.monotonic()
+    if Path(args.release).is_dir() and not os.access(args.release, os.W_OK | os.X_OK):
+        raise UserError(f"{args.release}: permission denied; verify writes its report and the card there, so "
+                        "it needs write permission")
     report = verify_release(args.release, args.pool, args.model_checks)
-    print(json.dumps(report, indent=2) if args.json else summary(report))
+    print(json.dumps(report, indent=2) if args.json else summary(report, time.monotonic() - started))
     return 0 if report["passed"] else 1

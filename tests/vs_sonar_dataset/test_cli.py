@@ -1,8 +1,10 @@
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from os_faults import without_write_permission
 from vs_sonar_dataset.envs import REPO_ROOT
 
 
@@ -47,3 +49,80 @@ def test_synth_build_verify_from_the_command_line(tmp_path):
     verified = vs_sonar("verify", str(tmp_path / "rel"), "--pool", str(tmp_path / "pool"))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "verify: passed" in verified.stdout
+
+
+def _one_line_error(result, message):
+    """Exit 2 and one error line, the last one (progress lines may come before it), holding `message`."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and message in lines[-1], result.stderr
+    assert [line for line in lines if ": error: " in line] == lines[-1:], result.stderr
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_no_stage_writes_into_another_stages_folder(tmp_path, small_pool, small_release):
+    before = _tree(small_release)
+    _one_line_error(vs_sonar("synth-pool", str(small_release), "--rows", "20"), "holds a release (release.json)")
+    _one_line_error(vs_sonar("build", str(small_pool), "--out", str(small_pool)), "holds a stage output of kind 'pool'")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    _one_line_error(vs_sonar("synth-pool", str(tmp_path / "notes"), "--rows", "20"), "holds 1 other entry (todo.txt)")
+    assert _tree(small_release) == before and _tree(tmp_path / "notes") == {"todo.txt": b"keep me"}
+
+
+def test_an_output_that_is_a_file_is_one_line(tmp_path, small_pool):
+    f = tmp_path / "file"
+    f.write_text("x")
+    config = REPO_ROOT / "configs" / "demo.toml"
+    for args in (["synth-pool", str(f), "--rows", "20"], ["build", str(small_pool), "--out", str(f)],
+                 ["run", str(config), "--out", str(f)], ["synth-pool", str(f / "below"), "--rows", "20"]):
+        _one_line_error(vs_sonar(*args), f"{f}: is a file")
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[build]\nseed = "zero"\n', "[build] seed = 'zero': expected an integer"),
+    ("[build]\nseed = -1\n", "[build] seed = -1: expected an integer of at least 0"),
+    ("[build]\nconfigs = { a = true }\n", "[build] configs.a = True: expected a size"),
+    ('[build]\nconfigs = { "../x" = 100 }\n', "config name '../x'"),
+    ("[bulid]\nseed = 1\n", "unknown table(s) [bulid] (known: [run], [generate], [embed], [build], [model_check])"),
+])
+def test_bad_build_configuration_is_one_line(tmp_path, small_pool, toml, message):
+    (tmp_path / "c.toml").write_text(toml)
+    _one_line_error(vs_sonar("build", str(small_pool), "--out", str(tmp_path / "r"), "--config",
+                             str(tmp_path / "c.toml")), message)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_a_folder_without_write_permission_is_one_line(tmp_path, small_pool, small_release):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copytree(small_release, locked / "release")
+    prefix = without_write_permission(locked)
+    (locked / "release").chmod(0o555)
+    cli = ["-m", "vs_sonar_dataset.cli"]
+    try:
+        for args in ([*cli, "synth-pool", str(locked / "p"), "--rows", "20"],
+                     [*cli, "build", str(small_pool), "--out", str(locked / "r")],
+                     [*cli, "run", str(REPO_ROOT / "configs" / "demo.toml"), "--out", str(locked / "run")],
+                     [*cli, "verify", str(locked / "release"), "--pool", str(small_pool)],
+                     ["-m", "publish", "--pool", str(small_pool), "--out", str(locked / "r")]):
+            result = subprocess.run([*prefix, sys.executable, *args], capture_output=True, text=True,
+                                    cwd=REPO_ROOT, timeout=120)
+            _one_line_error(result, f"{locked}")
+            assert "permission denied" in result.stderr
+    finally:
+        (locked / "release").chmod(0o755)
+        locked.chmod(0o755)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_release(small_disk, small_pool):
+    _one_line_error(vs_sonar("synth-pool", str(small_disk / "pool"), "--rows", "4000", "--dim", "256"),
+                    "no space left on the device; free some space")
+    shutil.rmtree(small_disk / "pool")  # an unfinished pool is kept to resume; this test needs the space back
+    (small_disk / "filler").write_bytes(b"x" * (1024 * 1024 - 96 * 1024))  # the release needs more than is left
+    result = vs_sonar("build", str(small_pool), "--out", str(small_disk / "release"), "--sizes", "a=1000")
+    _one_line_error(result, "no space left on the device")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # the work folder and its spill are gone

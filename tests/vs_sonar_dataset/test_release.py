@@ -1,4 +1,8 @@
+import hashlib
 import json
+import subprocess
+import sys
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -6,10 +10,12 @@ import pytest
 import yaml
 
 from release_fixtures import SMALL_SIZES
+from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.release import build_release
 from vs_sonar_dataset.shards import read_table
 from vs_sonar_dataset.splits import SPLITS, make_plan
+from vs_sonar_dataset.synth import write_synthetic_pool
 
 
 def _split(release, config, split):
@@ -62,7 +68,7 @@ def test_card_front_matter(small_release_master):
 def test_out_that_is_not_a_release_is_refused(small_pool, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(UserError, match="not a release folder"):
+    with pytest.raises(UserError, match=r"holds 1 other entry \(notes.txt\), not a release"):
         build_release(small_pool, tmp_path / "mine", SMALL_SIZES, progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
@@ -84,6 +90,47 @@ def test_failure_mid_build_leaves_previous_release(small_pool, small_release, tm
     with pytest.raises(ShardError, match="shard-00003.parquet"):
         build_release(shard, small_release, SMALL_SIZES, progress=False)
     assert (small_release / "release.json").read_text() == before
+    assert sorted(p.name for p in small_release.parent.iterdir()) == ["release"]  # no work folder, no spill
+
+
+def _spills(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob("vs-sonar-shuffle-*"))
+
+
+def test_a_killed_build_spills_only_into_its_work_folder_and_the_next_build_removes_it(tmp_path):
+    write_synthetic_pool(tmp_path / "pool", rows=300_000, seed=1, dim=32, shard_rows=100_000, progress=False)
+    cmd = [sys.executable, "-m", "vs_sonar_dataset.cli", "build", str(tmp_path / "pool"), "--out",
+           str(tmp_path / "rel"), "--sizes", "a=300000"]
+    build = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 60
+    while not _spills(tmp_path) and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    build.kill()
+    build.wait()
+    spills = _spills(tmp_path)
+    assert len(spills) == 1 and spills[0].parts[0] == "rel.partial", spills  # killed mid-shuffle, spill inside
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "rel"] and not _spills(tmp_path)
+
+
+def test_same_pool_and_settings_give_a_byte_identical_release(small_pool, tmp_path):
+    def digests(folder):
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    for name in ("a", "b"):
+        build_release(small_pool, tmp_path / name, SMALL_SIZES, seed=3, rows_per_file=300, progress=False)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    assert "build_seconds" not in (tmp_path / "a" / "release.json").read_text()
+
+
+def test_the_card_names_the_vectors_the_pool_recorded(tmp_path):
+    write_synthetic_pool(tmp_path / "pool", rows=200, seed=1, dim=512, progress=False)
+    build_release(tmp_path / "pool", tmp_path / "rel", {"a": 100}, progress=False)
+    card = (tmp_path / "rel" / "README.md").read_text()
+    assert "512-dimensional synthetic vector (seeded Gaussian noise, not an embedding)" in card
+    assert "SONAR text embedding" not in card and "computed in" not in card  # no encoder made them
 
 
 def test_published_config_keeps_no_local_paths():

@@ -116,3 +116,91 @@ def test_digests_collected_while_building_are_the_pool_rows(small_pool, tmp_path
     assert len(collected) == 1000 and all(from_pool[i] == d for i, d in collected.items())
     report = verify_release(tmp_path / "r", small_pool, progress=False, pool_digests=collected)
     assert report["passed"], _failed(report)
+
+
+DATA_FILE = "data/m/validation-00000-of-00001.parquet"
+DATA_FILE_FAILS = {"data files readable", "m: load_dataset", "card YAML valid",
+                   *(f"nesting: {pair} ({split})" for pair in ("s ⊂ m", "m ⊂ l") for split in ("train", "validation", "test"))}
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path):
+    path.write_bytes(bytes(range(256)) * (path.stat().st_size // 256 + 1))
+
+
+# damage -> (file, how, the failed checks, the check that names the file, how its detail starts)
+DAMAGE = {
+    "truncated data file": (DATA_FILE, _truncate, DATA_FILE_FAILS, "data files readable",
+                            f"{DATA_FILE}: not Parquet (Parquet magic bytes not found"),
+    "deleted data file": (DATA_FILE, lambda p: p.unlink(), DATA_FILE_FAILS, "data files readable",
+                          f"{DATA_FILE}: missing"),
+    "garbage data file": (DATA_FILE, _garbage, DATA_FILE_FAILS, "data files readable", f"{DATA_FILE}: not Parquet ("),
+    "deleted stats file": ("stats/m.json", lambda p: p.unlink(),
+                           {"stats files readable", "m: stats recomputed equal", "stats config matches stats/*.json",
+                            "card YAML valid"}, "stats files readable", "stats/m.json: missing"),
+}
+
+
+def _cli_verify(release, pool):
+    return subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "verify", str(release), "--pool", str(pool)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_file_is_a_failed_check_that_names_it(small_pool, small_release, damage):
+    name, how, fails, check, detail = DAMAGE[damage]
+    how(small_release / name)
+    report = verify_release(small_release, small_pool, progress=False)
+    assert _failed(report) == fails
+    on_disk = json.loads((small_release / REPORT).read_text())
+    assert on_disk["passed"] is False and on_disk["checks"] == report["checks"]
+    details = {c["name"]: c["detail"] for c in on_disk["checks"]}
+    assert details[check].startswith(detail)
+    assert details["card YAML valid"] == f"not checked: no card can be rendered without {name}"
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_file_fails_verify_on_the_command_line_without_a_traceback(small_pool, small_release, damage):
+    name, how, _, check, detail = DAMAGE[damage]
+    how(small_release / name)
+    result = _cli_verify(small_release, small_pool)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"FAIL  {check}: {detail}" in result.stdout and "verify: FAILED" in result.stdout
+    assert json.loads((small_release / REPORT).read_text())["passed"] is False
+
+
+def test_a_verify_that_cannot_finish_leaves_no_report(small_pool, small_release, tmp_path):
+    import shutil
+
+    from vs_sonar_dataset.shards import read_manifest
+
+    pool = tmp_path / "pool"
+    shutil.copytree(small_pool, pool)
+    assert verify_release(small_release, pool, progress=False)["passed"]
+    shard = pool / read_manifest(pool).shards[2]["file"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(data)  # the pool manifest is unchanged: reading the shard raises ShardError
+    result = _cli_verify(small_release, pool)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if " INFO " not in line and " DEBUG " not in line]
+    assert len(errors) == 1 and errors[0].startswith("vs-sonar verify: error: ") and shard.name in errors[0]
+    assert not (small_release / REPORT).exists()
+
+
+def test_two_verifies_write_the_same_bytes(small_pool, small_release):
+    import hashlib
+
+    def digests():
+        return [hashlib.sha256((small_release / f).read_bytes()).hexdigest() for f in (REPORT, "README.md")]
+
+    report = verify_release(small_release, small_pool, progress=False)
+    assert report["passed"] and "seconds" not in report
+    first = digests()
+    assert verify_release(small_release, small_pool, progress=False) == report
+    assert digests() == first

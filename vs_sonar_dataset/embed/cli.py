@@ -43,12 +43,14 @@ def main(args: argparse.Namespace) -> int:
     from .config import load_embed_config
     from .encoders import make_encoder
     from .stage import BROKEN_REASONS, DUPLICATE_REASONS, run_embed
+    from ..outputs import check_output_dir
     from ..shards import read_manifest
 
     # every [embed] key that has a flag; the others come back None and leave the file's value
     overrides = {f.name: getattr(args, f.name, None) for f in fields(EmbedConfig)}
     config = load_embed_config(getattr(args, "config", None), overrides)
-    read_manifest(args.candidates, "candidates")  # a bad input fails before the model loads
+    read_manifest(args.candidates, "candidates")  # a bad input or output fails before the model loads
+    check_output_dir(args.out, "pool")
     encoder = make_encoder(config)
     manifest = run_embed(args.candidates, args.out, config, encoder)
     stats = manifest.stats

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from .cli import unset_flags_fall_back_to_config
@@ -59,6 +60,8 @@ def main(args: argparse.Namespace) -> int:
     release = Path(args.release)
     if not release.is_dir():
         raise UserError(f"{release}: release folder not found")
+    if not os.access(release, os.W_OK | os.X_OK):  # model_checks.json goes there: fail before the models load
+        raise UserError(f"{release}: permission denied; model-check writes model_checks.json there")
     sample = flag("sample")
     if sample is not None and sample != "all":
         if not (sample.isdigit() and int(sample) > 0):

@@ -60,17 +60,19 @@ def _read_rows(path: Path) -> list[dict]:
         except Exception as e:  # pyarrow raises several types for a bad file
             raise UserError(f"{path}: unreadable Parquet ({e})") from None
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object per line")
-            rows.append(row)
+    for line_no, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{line_no}: not UTF-8 text (byte {e.start} of the line); "
+                            "convert the file to UTF-8") from None
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{line_no}: expected a JSON object per line")
+        rows.append(row)
     return rows
 
 

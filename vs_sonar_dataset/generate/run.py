@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..schema import CANDIDATE_SCHEMA
+from ..outputs import check_output_dir
 from ..shards import MANIFEST, ShardWriter, iter_shards, read_manifest, write_json_atomic
 from ..textnorm import text_id
 from .backends import make_backend, recorded_revision, sampling_dict
@@ -157,7 +158,7 @@ def _postfix(stats: dict) -> str:
 def run_generate(config: GenerateConfig, out_dir: str | Path, *, progress: bool = True,
                  backend_factory=make_backend) -> dict:
     """Run (or resume) a generate run into out_dir and return its summary."""
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "candidates")  # before GSM8K and the engine load
     started = time.monotonic()
     source = Gsm8kSource(config.gsm8k, config.splits)
     problems = source.load()
@@ -177,6 +178,7 @@ def run_generate(config: GenerateConfig, out_dir: str | Path, *, progress: bool 
             # a run that stopped before its first shard holds nothing: let a corrected config start over
             log.info("%s: replacing an empty run that had another configuration", out_dir)
             (out_dir / MANIFEST).unlink()
+            (out_dir / SUMMARY).unlink(missing_ok=True)
     writer = ShardWriter(out_dir, "candidates", resolved)  # refuses a directory holding another config
     stats = writer.manifest.stats or empty_stats(config)
     seen = {row_id for table in iter_shards(out_dir, "candidates") for row_id in table.column("id").to_pylist()}

@@ -104,3 +104,11 @@ def test_real_gsm8k_copy_loads_with_known_sizes():
     assert problems[0].id == "train-00000" and problems[0].final_answer == "72"
     assert problems[-1].id == "test-01318"
     assert all(p.final_answer for p in problems)
+
+
+def test_a_file_that_is_not_utf8_is_a_user_error_naming_the_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"question": "q", "answer": "#### 1"}\n{"question": "caf\xe9", "answer": "#### 2"}\n')
+    with pytest.raises(UserError, match=r"train.jsonl:2: not UTF-8 text"):
+        Gsm8kSource(str(path)).load()
+

@@ -187,3 +187,38 @@ def test_bad_gsm8k_location_is_a_user_error(tiny_llama, tmp_path, flag):
     else:
         result = cli(config, tmp_path / "out", "--gsm8k", missing)
     assert result.returncode == 2 and missing in result.stderr and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("occupant", ["release", "file"])
+def test_an_output_that_is_not_a_candidates_folder_is_refused_before_any_work(tiny_llama, gsm8k_dir, tmp_path,
+                                                                              occupant):
+    config = write_config(tmp_path / "g.toml", {"model": str(tiny_llama), "gsm8k": str(gsm8k_dir), **FAST})
+    out = tmp_path / "out"
+    if occupant == "release":
+        out.mkdir()
+        (out / "release.json").write_text("{}")
+    else:
+        out.write_text("x")
+    result = cli(config, out)
+    expected = "holds a release (release.json), not a candidates" if occupant == "release" else "is a file"
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (sorted(p.name for p in out.iterdir()) == ["release.json"]) if out.is_dir() else out.read_text() == "x"
+
+
+def test_an_output_folder_without_write_permission_is_one_line(tiny_llama, gsm8k_dir, tmp_path):
+    from os_faults import without_write_permission
+
+    config = write_config(tmp_path / "g.toml", {"model": str(tiny_llama), "gsm8k": str(gsm8k_dir), **FAST})
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    prefix = without_write_permission(locked)
+    try:
+        result = subprocess.run([*prefix, sys.executable, "-m", "vs_sonar_dataset.cli", "generate", str(config),
+                                 "--out", str(locked / "out")], cwd=REPO_ROOT, capture_output=True, text=True)
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"vs-sonar generate: error: {locked}: permission denied, so "
+                                                  f"{locked / 'out'} cannot be created; choose a folder you may "
+                                                  "write to"]

@@ -1,0 +1,70 @@
+"""Where a stage may write: a folder that is new, empty, or already that stage's own output.
+
+Anything else is refused before any work, with one line saying what the folder holds, so that no stage ever
+mixes its files into another's (a pool written into a release folder would be published with it).
+"""
+
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+# output kind -> the file that marks a folder as that kind's own
+MARKERS = {"candidates": "manifest.json", "pool": "manifest.json", "release": "release.json", "run": "config.toml"}
+RUN_ENTRIES = {"config.toml", "run.json", "logs", "fixtures", "candidates", "pool", "release"}
+
+
+def describe_folder(path: Path) -> str:
+    """What a non-empty folder holds, in a few words."""
+    if (path / "release.json").is_file():
+        return "a release (release.json)"
+    if (path / "manifest.json").is_file():
+        try:
+            kind = json.loads((path / "manifest.json").read_text()).get("kind", "unknown")
+        except (OSError, ValueError, AttributeError):
+            kind = "unreadable"
+        return f"a stage output of kind {kind!r} (manifest.json)"
+    if (path / "run.json").is_file() or (path / "config.toml").is_file():
+        return "a run folder (config.toml)"
+    names = sorted(p.name for p in path.iterdir())
+    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    return f"{len(names)} other entr{'y' if len(names) == 1 else 'ies'} ({shown})"
+
+
+def _is_own(path: Path, kind: str) -> bool:
+    marker = path / MARKERS[kind]
+    if not marker.is_file():
+        return False
+    if kind == "run":
+        return {p.name for p in path.iterdir()} <= RUN_ENTRIES
+    if kind in ("candidates", "pool"):
+        try:
+            return json.loads(marker.read_text()).get("kind") == kind
+        except (OSError, ValueError, AttributeError):
+            return False
+    return True
+
+
+def check_output_dir(path, kind: str) -> Path:
+    """Refuse an output folder that exists and is neither empty nor `kind`'s own; returns the path.
+
+    Checked before a stage starts any work; writing itself may still fail (permissions, a full disk), which
+    the command boundary reports in one line."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file, not a folder; choose a new or empty folder for the {kind}")
+    if not path.exists():
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise UserError(f"{parent}: is a file, so {path} cannot be created; choose another path")
+        if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"{parent}: permission denied, so {path} cannot be created; choose a folder you "
+                            "may write to")
+        return path
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: permission denied; choose a folder you may write to, or change its permissions")
+    if not any(path.iterdir()) or _is_own(path, kind):
+        return path
+    raise UserError(f"{path}: holds {describe_folder(path)}, not a {kind}; write the {kind} to a new or empty "
+                    "folder")
