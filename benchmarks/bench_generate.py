@@ -103,7 +103,8 @@ def main() -> int:
         tensor_parallel_size=args.tensor_parallel_size, batch_size=args.batch_size,
         requests_per_shard=args.requests_per_shard, enforce_eager=not args.no_eager, in_process_engine=True,
         gpu_memory_utilization=0.2 if on_cpu else args.gpu_memory_utilization, cpu_kvcache_space_gib=2,
-        min_english_word_share=0.0 if (on_cpu or args.random_weights_of) else 0.2)
+        min_english_word_share=0.0 if (on_cpu or args.random_weights_of) else 0.2,
+        reject_cut_texts=not (on_cpu or args.random_weights_of))
 
     problems = Gsm8kSource(config.gsm8k, config.splits).load()
     requests = [planned_request(config, problems, i) for i in range(args.requests)]  # exactly the pipeline's

@@ -5,8 +5,9 @@ RUN_DIR/
     config.toml          the configuration, with {run_dir} resolved; a later call must use the same file
     run.json             each stage's status, seconds and log
     logs/{stage}.log     everything the stage printed
-    fixtures/            tiny models built locally when the configuration asks for them ([run] fixtures),
-                         each just before the first stage that needs it
+    fixtures/            models built locally when the configuration asks for them ([run] fixtures: the tiny
+                         random Llama, SmolLM2 from its PyPI package, the tiny SONAR pair), each just before
+                         the first stage that needs it
     candidates/          generate's shards + manifest + summary.json
     pool/                embed's shards + manifest
     release/             the release folder (with model_checks.json and verify_report.json)
@@ -15,6 +16,7 @@ A stage whose output is complete and current is skipped, so a second call after 
 after success reports that the release is up to date.
 """
 
+import argparse
 import json
 import logging
 import subprocess
@@ -24,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .config import load_table
+from .console import StageConsole
 from .envs import REPO_ROOT, python_for
 from .errors import UserError
 from .outputs import check_output_dir
@@ -36,13 +39,15 @@ log = logging.getLogger("vs_sonar.run")
 
 # fixture name -> (environment that builds it and the stage that needs it, module that builds it into a folder)
 FIXTURES = {"tiny_llama": ("generate", "vs_sonar_dataset.fixtures.tiny_llama"),
+            "smollm2": ("generate", "vs_sonar_dataset.fixtures.smollm2"),
             "tiny_sonar": ("embed", "vs_sonar_dataset.fixtures.tiny_sonar")}
 RUN_KEYS = {"fixtures", "fixture_args"}
 
 
 class Runner:
-    def __init__(self, config_path, run_dir, gsm8k: str | None = None):
+    def __init__(self, config_path, run_dir, gsm8k: str | None = None, verbose: bool = False):
         self.run_dir = Path(run_dir).resolve()
+        self.verbose = verbose
         self.source = Path(config_path)
         self.gsm8k = gsm8k
         self.state_path = self.run_dir / "run.json"
@@ -71,24 +76,29 @@ class Runner:
         write_json_atomic(self.state_path, self.state)
 
     def execute(self, stage: str, env_stage: str | None, args: list[str], ok_codes=(0,)) -> None:
-        """Run one stage in its environment; its output goes to the terminal and to logs/{stage}.log."""
+        """Run one stage in its environment. All it prints goes to logs/{stage}.log; the terminal shows its
+        progress bar and its last line (everything with --verbose)."""
         cmd = [python_for(env_stage), *args]
-        log.info("stage %s: %s", stage, " ".join(args[2:]))
+        log_path = self.run_dir / "logs" / f"{stage}.log"
+        console = StageConsole(sys.stdout, self.verbose)
+        console.line(f"stage {stage}: running (log: {log_path})")
         started = time.time()
         self.record(stage, "running")
-        with open(self.run_dir / "logs" / f"{stage}.log", "ab") as logfile:
+        with open(log_path, "ab") as logfile:
             logfile.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 logfile.write(chunk)
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+                console.feed(chunk)
             code = proc.wait()
+        last = console.close()
+        seconds = time.time() - started
         if code not in ok_codes:
-            self.record(stage, f"failed (exit {code})", time.time() - started)
-            raise UserError(f"stage {stage} failed (exit {code}); see {self.run_dir / 'logs' / (stage + '.log')}. "
-                            f"Fix the cause and run the same command again to resume")
-        self.record(stage, "done", time.time() - started)
+            self.record(stage, f"failed (exit {code})", seconds)
+            raise UserError(f"stage {stage} failed (exit {code}){': ' + last if last else ''}; see {log_path}. "
+                            "Fix the cause and run the same command again to resume")
+        self.record(stage, "done", seconds)
+        console.line(f"stage {stage}: done in {seconds:.0f} s{': ' + last if last else ''}")
 
     # -- stages
     def fixtures(self, stage: str) -> None:
@@ -161,11 +171,15 @@ def add_arguments(parser):
     parser.add_argument("config", help="TOML file with [run], [generate], [embed], [build] tables "
                         "(see configs/demo.toml and configs/release.toml)")
     parser.add_argument("--out", required=True, help="run directory (created, or resumed when it exists)")
-    parser.add_argument("--gsm8k", help="local GSM8K folder or file instead of the Hub's openai/gsm8k")
+    parser.add_argument("--gsm8k", help="local GSM8K folder or file instead of the configuration's `gsm8k` "
+                        "(the Hub's openai/gsm8k unless it says otherwise)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show every stage's whole output (engine start-up logs included), not only its "
+                        "progress and last line")
 
 
 def main(args) -> int:
-    runner = Runner(args.config, args.out, args.gsm8k)
+    runner = Runner(args.config, args.out, args.gsm8k, verbose=args.verbose)
     up_to_date = runner.run()
     release = runner.run_dir / "release"
     from .verify import REPORT

@@ -13,7 +13,8 @@ def _raise(e):
 
 
 @pytest.mark.parametrize("error, expected", [
-    (OSError(errno.ENOSPC, "No space left on device"), "while writing OUT: no space left on the device; free some space"),
+    (OSError(errno.ENOSPC, "No space left on device"),
+     "while writing OUT: no space left on the device; free some space"),
     (PermissionError(errno.EACCES, "Permission denied", "/x/y"), "/x/y: permission denied; choose a folder"),
     (FileExistsError(errno.EEXIST, "File exists", "/x/y"), "/x/y: already exists"),
     (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/x/f/y"), "/x/f/y: a part of this path is a file"),

@@ -120,7 +120,8 @@ def test_digests_collected_while_building_are_the_pool_rows(small_pool, tmp_path
 
 DATA_FILE = "data/m/validation-00000-of-00001.parquet"
 DATA_FILE_FAILS = {"data files readable", "m: load_dataset", "card YAML valid",
-                   *(f"nesting: {pair} ({split})" for pair in ("s ⊂ m", "m ⊂ l") for split in ("train", "validation", "test"))}
+                   *(f"nesting: {pair} ({split})" for pair in ("s ⊂ m", "m ⊂ l")
+                     for split in ("train", "validation", "test"))}
 
 
 def _truncate(path):

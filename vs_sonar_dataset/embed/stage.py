@@ -154,7 +154,7 @@ def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, co
     schema = pool_schema(encoder.dim)
 
     bar = tqdm(total=fingerprint["rows"], initial=stats["input_rows_done"], unit="row", desc="embed",
-               disable=None)
+               disable=False)  # the runner shows it as the stage's progress line
     for start, chunk in _iter_chunks(candidates_dir, config.chunk_rows, stats["input_rows_done"]):
         limit = None if config.target_rows is None else config.target_rows - stats["kept"]
         if limit is not None and limit <= 0:

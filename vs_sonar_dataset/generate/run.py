@@ -77,7 +77,8 @@ class Generator:
         self.config, self.problems, self.backend = config, problems, backend
         self.seen, self.stats = seen, stats
         self.parser = ResponseParser(Limits(config.candidates_per_request, config.min_chars, config.max_chars,
-                                            config.copied_ngram, config.min_english_word_share))
+                                            config.copied_ngram, config.min_english_word_share,
+                                            config.reject_cut_texts))
         self.schema = run_schema(config)
         self.row_constants = {
             "generator_model": config.model_name or config.model,
@@ -114,7 +115,7 @@ class Generator:
         result = self.parser.parse(completion.text, request.problems, completion.truncated)
         stats["candidates_returned"] += result.returned
         for reason, count in result.rejected.items():
-            rejected[reason] += count
+            rejected[reason] = rejected.get(reason, 0) + count  # a run resumed from older code lacks new reasons
         for position, candidate in enumerate(result.candidates):
             if self.done:  # deterministic truncation at the target
                 stats["unused_after_target"] += len(result.candidates) - position

@@ -63,10 +63,12 @@ def tiny_llama(request) -> Path:
 
 
 # Small and fast on 2 CPU cores: short texts, few candidates per request, an in-process engine without
-# graph compilation. Random weights write gibberish, so the English-word filter is off (share 0).
+# graph compilation. Random weights write gibberish that the schema cuts at max_chars, so the English-word and
+# cut-text filters are off.
 FAST = {
     "num_candidates": 30, "candidates_per_request": 3, "min_problems": 3, "max_problems": 5, "seed": 7,
-    "min_chars": 12, "max_chars": 60, "min_english_word_share": 0.0, "max_tokens": 200, "dtype": "float32",
+    "min_chars": 12, "max_chars": 60, "min_english_word_share": 0.0, "reject_cut_texts": False,
+    "max_tokens": 200, "dtype": "float32",
     "max_model_len": 2048, "enforce_eager": True, "in_process_engine": True, "cpu_kvcache_space_gib": 1,
     "gpu_memory_utilization": 0.05, "batch_size": 2, "requests_per_shard": 2,
 }

@@ -59,6 +59,7 @@ BAD_OUTPUTS = [
     (response(item(text="   \n\t ")), parse.EMPTY_TEXT),
     (response(item(text="Check units.")), parse.TOO_SHORT),
     (response(item(text=" ".join([GOOD] * 4))), parse.TOO_LONG),
+    (response(item(text=(GOOD + " " + GOOD2 + " " + GOOD)[:200])), parse.CUT_AT_MAX_CHARS),  # ends at max_chars
     (response(item(text="Write down every quantity\x07 the problem gives, then name the unknown.")),
      parse.CONTROL_CHARACTERS),
     (response(item(text="Escribe todas las cantidades que da el problema y nombra la incógnita primero.")),
@@ -145,3 +146,13 @@ def test_english_share_threshold_is_configurable():
     gibberish = "zxq vbnm qwerty plok frindle gastrop wumble yexil trundlebop skrazz"
     assert ResponseParser(Limits(3, 40, 200, 6, min_english_word_share=0.0)).parse(
         response(item(gibberish)), SEEDS).candidates
+
+
+def test_a_text_as_long_as_the_schema_allows_was_cut_there():
+    limits = Limits(num_candidates=3, min_chars=40, max_chars=len(GOOD), copied_ngram=6, min_english_word_share=0.2)
+    cut = GOOD[:-12]  # what the grammar leaves of a longer sentence: exactly max_chars
+    cut += "x" * (len(GOOD) - len(cut))
+    result = ResponseParser(limits).parse(response(item(GOOD), item(cut), item(GOOD2[:60])), SEEDS)
+    assert result.rejected == {parse.CUT_AT_MAX_CHARS: 2} and [c.text for c in result.candidates] == [GOOD2[:60]]
+    keep = Limits(3, 40, len(GOOD), 6, 0.2, reject_cut_texts=False)  # random weights: every text is cut
+    assert len(ResponseParser(keep).parse(response(item(GOOD), item(cut)), SEEDS).candidates) == 2

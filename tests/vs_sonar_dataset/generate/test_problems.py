@@ -112,3 +112,17 @@ def test_a_file_that_is_not_utf8_is_a_user_error_naming_the_line(tmp_path):
     with pytest.raises(UserError, match=r"train.jsonl:2: not UTF-8 text"):
         Gsm8kSource(str(path)).load()
 
+
+def test_the_packaged_sample_loads_offline_with_its_license():
+    from vs_sonar_dataset.generate.problems import GSM8K_SAMPLE, GSM8K_SAMPLE_DIR
+
+    source = Gsm8kSource(GSM8K_SAMPLE)
+    assert source.is_local()
+    problems = source.load()
+    assert len(problems) == 1000 and problems[0].id == "train-00000" and problems[-1].id == "train-00999"
+    assert all(p.final_answer for p in problems)
+    assert "MIT License" in (GSM8K_SAMPLE_DIR / "LICENSE").read_text()
+    if SHARED_GSM8K.is_dir():  # the sample is the head of the full train split, so ids mean the same problems
+        assert problems == Gsm8kSource(str(SHARED_GSM8K / "train.jsonl")).load()[:1000]
+    with pytest.raises(UserError, match="neither test.jsonl"):
+        Gsm8kSource(GSM8K_SAMPLE, ("test",)).load()
