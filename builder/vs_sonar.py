@@ -32,7 +32,7 @@ class VsSonar(datasets.ArrowBasedBuilder):
     BUILDER_CONFIG_CLASS = VsSonarConfig
     BUILDER_CONFIGS = [VsSonarConfig(name=n, size=parse_size(s), all_sizes=DEFAULT_CONFIGS)
                        for n, s in DEFAULT_CONFIGS.items()]
-    DEFAULT_CONFIG_NAME = "5k"
+    DEFAULT_CONFIG_NAME = max(DEFAULT_CONFIGS, key=DEFAULT_CONFIGS.get)  # the card's default: the largest
 
     def _info(self):
         if not self.config.pool_dir:

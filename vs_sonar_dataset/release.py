@@ -134,7 +134,7 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
     current = 0  # index into SPLITS
     collect = None
     if pool_digests is not None:
-        from .verify import add_row_digests
+        from .digests import add_row_digests
 
         collect = partial(add_row_digests, pool_digests)  # sees each pool batch's needed rows once
 

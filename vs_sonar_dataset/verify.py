@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow.dataset import ParquetFragmentScanOptions
-import xxhash
 
 from .background import prefetched
+from .digests import add_row_digests, row_digests
 from .errors import UserError
 from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
@@ -63,41 +63,6 @@ class Report:
     @property
     def passed(self) -> bool:
         return bool(self.checks) and all(c["passed"] for c in self.checks)
-
-
-def _as_text(column: pa.Array) -> pa.Array:
-    """A column as exact text: numbers in their shortest round-trip form, lists joined by a separator."""
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        return pc.binary_join(column, "\x1e")
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return column
-    return pc.cast(column, pa.string())
-
-
-def row_digests(table: pa.Table | pa.RecordBatch) -> list[bytes]:
-    """A 16-byte xxh3-128 digest per row over every column's value, in schema order: equal digests mean equal
-    rows, bit for bit (vectors are hashed as raw bytes). Arrow builds one text per row for the other columns,
-    so Python touches each row once. A non-cryptographic hash is enough: it guards against corruption and
-    mix-ups, not against forgery, and it runs at memory speed."""
-    names = [n for n in table.schema.names if n != "embedding"]
-    texts = pc.binary_join_element_wise(*[_as_text(table.column(n)) for n in names], "\x1f").cast(pa.binary())
-    _, offsets, data = texts.buffers()
-    # the texts' bytes sliced in place: no Python str per row
-    bounds = np.frombuffer(offsets, np.int32)[texts.offset : texts.offset + len(texts) + 1].tolist()
-    text_bytes = memoryview(data) if data is not None else memoryview(b"")
-    vectors = embedding_matrix(table)
-    raw, width = memoryview(np.ascontiguousarray(vectors)).cast("B"), vectors.shape[1] * 4
-    digests = []
-    for i in range(len(texts)):
-        h = xxhash.xxh3_128(text_bytes[bounds[i] : bounds[i + 1]])
-        h.update(raw[i * width : (i + 1) * width])
-        digests.append(h.digest())
-    return digests
-
-
-def add_row_digests(digests: dict[str, bytes], rows: pa.Table | pa.RecordBatch) -> None:
-    """digests[id] = row_digests of that row, for every row of `rows`."""
-    digests.update(zip(rows.column("id").to_pylist(), row_digests(rows)))
 
 
 def read_pool_digests(pool_dir) -> dict[str, bytes]:
