@@ -120,8 +120,7 @@ def main() -> int:
         outputs = []
         for i in range(0, len(requests), config.batch_size):
             batch = requests[i:i + config.batch_size]
-            outputs += backend.inner.llm.chat([r.messages for r in batch],
-                                              [backend.inner.sampling_params(r, schema) for r in batch], use_tqdm=False)
+            outputs += backend.inner.chat(batch, schema)
         raw_times.append(time.perf_counter() - start)
         tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
 

@@ -168,9 +168,7 @@ def main() -> int:
             raw_outputs = []
             for i in range(0, len(requests), config.batch_size):
                 batch = requests[i:i + config.batch_size]
-                raw_outputs += backend.inner.llm.chat([r.messages for r in batch],
-                                                      [backend.inner.sampling_params(r, schema) for r in batch],
-                                                      use_tqdm=False)
+                raw_outputs += backend.inner.chat(batch, schema)
             raw_times.append(time.perf_counter() - start)
 
             backend.seconds, backend.completions = 0.0, []

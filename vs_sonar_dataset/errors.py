@@ -5,6 +5,7 @@ host and says what to do (exit 2); anything else is a bug in vs-sonar and keeps 
 """
 
 import errno
+import os
 import sys
 import traceback
 from urllib.parse import urlsplit
@@ -40,12 +41,12 @@ _OS_ADVICE = {
 def describe_os_error(e: OSError, output: str | None = None) -> str:
     """One line for an OSError: the path it names (else the command's output folder), what happened, what to do."""
     what, advice = _OS_ADVICE.get(e.errno, (e.strerror or str(e), "check the path and the disk"))
-    path = e.filename if e.filename is not None else output
-    where = f"{path}: " if path is not None else ""
     if e.filename2 is not None:
         where = f"{e.filename} -> {e.filename2}: "
-    elif e.filename is None and output is not None:
-        where = f"while writing {output}: "
+    elif e.filename is not None:
+        where = f"{e.filename}: "
+    else:  # a write error often names no file
+        where = f"while writing {output}: " if output is not None else ""
     return f"{where}{what}; {advice}"
 
 
@@ -68,11 +69,9 @@ def describe_network_error(e: Exception) -> str:
     except RuntimeError:  # httpx raises when an exception carries no request
         url = ""
     host = urlsplit(url).netloc or "the Hub"
-    from os import environ
-
-    hint = " (HF_ENDPOINT)" if environ.get("HF_ENDPOINT") else ""
+    hint = " (HF_ENDPOINT)" if os.environ.get("HF_ENDPOINT") else ""
     return (f"cannot reach {host}{hint}: {type(e).__name__}: {str(e) or 'connection failed'}; check the network "
-            "and the endpoint, then run the same command again (nothing was committed)")
+            "and the endpoint, then run the same command again")
 
 
 def run_command(prog: str, action, *, output: str | None = None) -> int:

@@ -46,6 +46,13 @@ def _is_own(path: Path, kind: str) -> bool:
     return True
 
 
+def require_writable(folder, why: str = "") -> None:
+    """A folder the command will write into must let it; `why` says what it writes there."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: permission denied; {why + ', so ' if why else ''}choose a folder you may write "
+                        "to, or change its permissions")
+
+
 def check_output_dir(path, kind: str) -> Path:
     """Refuse an output folder that exists and is neither empty nor `kind`'s own; returns the path.
 
@@ -62,8 +69,7 @@ def check_output_dir(path, kind: str) -> Path:
             raise UserError(f"{parent}: permission denied, so {path} cannot be created; choose a folder you "
                             "may write to")
         return path
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: permission denied; choose a folder you may write to, or change its permissions")
+    require_writable(path)
     if not any(path.iterdir()) or _is_own(path, kind):
         return path
     raise UserError(f"{path}: holds {describe_folder(path)}, not a {kind}; write the {kind} to a new or empty "

@@ -35,6 +35,7 @@ from pyarrow.dataset import ParquetFragmentScanOptions
 from .background import prefetched
 from .digests import add_row_digests, row_digests
 from .errors import UserError
+from .outputs import require_writable
 from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
 from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic, xxh3_file
@@ -475,9 +476,8 @@ def add_arguments(parser):
 
 def main(args) -> int:
     started = time.monotonic()
-    if Path(args.release).is_dir() and not os.access(args.release, os.W_OK | os.X_OK):
-        raise UserError(f"{args.release}: permission denied; verify writes its report and the card there, so "
-                        "it needs write permission")
+    if Path(args.release).is_dir():
+        require_writable(args.release, "verify writes its report and the card there")
     report = verify_release(args.release, args.pool, args.model_checks)
     print(json.dumps(report, indent=2) if args.json else summary(report, time.monotonic() - started))
     return 0 if report["passed"] else 1

@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from .cli import unset_flags_fall_back_to_config
@@ -51,6 +50,7 @@ def _recorded_embed_settings(release: Path) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import UserError
+    from ..outputs import require_writable
     from .config import load_embed_config, load_model_check_config, read_toml
     from .model_checks import default_decoder_name, encoder_in_data, run_model_checks
 
@@ -60,8 +60,7 @@ def main(args: argparse.Namespace) -> int:
     release = Path(args.release)
     if not release.is_dir():
         raise UserError(f"{release}: release folder not found")
-    if not os.access(release, os.W_OK | os.X_OK):  # model_checks.json goes there: fail before the models load
-        raise UserError(f"{release}: permission denied; model-check writes model_checks.json there")
+    require_writable(release, "model-check writes model_checks.json there")  # before the models load
     sample = flag("sample")
     if sample is not None and sample != "all":
         if not (sample.isdigit() and int(sample) > 0):
