@@ -1,6 +1,8 @@
 """Embed-stage throughput against sonar's raw `TextToEmbeddingModelPipeline.predict` at its best batch
 setting: same model, same texts, same run. The stage's number includes everything it does besides encoding
-(reading candidate shards, token counting, dedup, Parquet shards, checkpoints).
+(reading candidate shards, token counting, Parquet shards, checkpoints).
+
+The stage here is embed alone: semantic dedup is its own stage (bench_dedup.py measures it).
 
 The model is the SONAR text encoder architecture with random weights (real weights cannot be downloaded
 here; the cost is the same): by default the real configuration, 24 layers, width 1024, FFN 8192, with a
@@ -18,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vs_sonar_dataset.embed.config import DTYPES
+DTYPES = ("auto", "fp16", "bf16", "fp32")
 
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
@@ -38,7 +40,8 @@ def build_encoder(texts, args, workdir: Path):
     from fairseq2.models.nllb.tokenizer import NllbTokenizerConfig, load_nllb_tokenizer
     from sonar.models.sonar_text import get_sonar_text_encoder_hub
 
-    from vs_sonar_dataset.embed.encoders import SonarTextEncoder, resolve_dtype
+    from vs_sonar_dataset.encoders._torch_util import resolve_dtype
+    from vs_sonar_dataset.encoders.sonar import SonarTextEncoder
     from vs_sonar_dataset.fixtures.tiny_sonar import LANG, _train_tokenizer
 
     _train_tokenizer(texts[:5000], workdir, vocab_size=2000)
@@ -72,16 +75,16 @@ def raw_predict(encoder, texts, batch_size: int, device: str) -> float:
 
 
 def stage(encoder, texts, args, workdir: Path) -> float:
-    from vs_sonar_dataset.embed.config import EmbedConfig
+    from vs_sonar_dataset.config import parse
     from vs_sonar_dataset.embed.stage import run_embed
     from vs_sonar_dataset.fixtures.candidates import write_candidates
 
     cands = write_candidates(workdir / "cands", texts, rows_per_shard=1000)
-    config = EmbedConfig(device=args.device, dtype=args.dtype, tokens_per_batch=args.tokens_per_batch,
-                         max_batch_rows=args.max_batch_rows, chunk_rows=args.chunk_rows,
-                         dedup_threshold=0.9999).validate()
+    config = parse("embed", {"kind": "sonar", "device": args.device, "dtype": args.dtype,
+                             "tokens_per_batch": args.tokens_per_batch, "max_batch_rows": args.max_batch_rows,
+                             "chunk_rows": args.chunk_rows})
     start = time.perf_counter()
-    manifest = run_embed(cands, workdir / "pool", config, encoder)
+    manifest = run_embed(cands, workdir / "vectors", config, encoder)
     elapsed = time.perf_counter() - start
     assert manifest.stats["input_rows_done"] == len(texts)
     return len(texts) / elapsed

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vs_sonar_dataset.envs import SHARED_GSM8K  # noqa: E402
 from vs_sonar_dataset.generate.config import GenerateConfig  # noqa: E402
 
-DEFAULTS = GenerateConfig(model="-")  # the stage's defaults (configs/release.toml keeps them for these keys)
+DEFAULTS = GenerateConfig(model="-")  # the stage's defaults (configs/vs_sonar.toml keeps them for these keys)
 SUM_TOLERANCE = 0.1  # a response's probabilities "sum to about 1" within this
 HISTOGRAM_BINS = 10
 

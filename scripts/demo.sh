@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
-# The main job: set up (cheap when nothing changed), then run the demo offline, every stage on CPU.
-#   scripts/demo.sh                 into runs/demo (resumes a run there)
-#   scripts/demo.sh --out DIR       extra arguments go to `vs-sonar run`
+# The main job: set up (cheap when nothing changed), then run the three recipes' demo twins offline, every
+# stage on CPU, each ending with verify and a load_dataset of one of its configs.
+#   scripts/demo.sh                   all three, into runs/demo, runs/demo_wikitext, runs/demo_preference
+#   scripts/demo.sh vs|wikitext|preference ...   only those (a run folder that exists is continued)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-out=(--out runs/demo)
-for arg in "$@"; do [ "$arg" = "--out" ] && out=(); done
-exec .venv/bin/vs-sonar run configs/demo.toml "${out[@]}" "$@"
+recipes=("$@")
+[ ${#recipes[@]} -gt 0 ] || recipes=(vs wikitext preference)
+for recipe in "${recipes[@]}"; do
+  case "$recipe" in
+    vs) config=configs/demo.toml out=runs/demo ;;
+    wikitext) config=configs/demo_wikitext.toml out=runs/demo_wikitext ;;
+    preference) config=configs/demo_preference.toml out=runs/demo_preference ;;
+    *) echo "demo.sh: unknown recipe $recipe (vs, wikitext, preference)" >&2; exit 2 ;;
+  esac
+  echo "== demo $recipe: vs-sonar run $config --out $out"
+  .venv/bin/vs-sonar run "$config" --out "$out"
+  .venv/bin/python - "$out/release" <<'PY'
+import json, sys
+from datasets import load_dataset
+release = sys.argv[1]
+configs = json.load(open(f"{release}/release.json"))["configs"]
+name = min(configs, key=configs.get)
+ds = load_dataset(release, name)
+row = ds["train"][0]
+text = json.load(open(f"{release}/release.json"))["text_column"]
+print(f"load_dataset({release!r}, {name!r}): " + ", ".join(f"{s} {ds[s].num_rows}" for s in ds)
+      + f"; {len(row['embedding'])}-d; first train {text}: {row[text][:80]!r}")
+PY
+done

@@ -15,8 +15,9 @@ run() {  # run PYTHON DIR... : pytest in one environment; exit code 5 (nothing c
   [ $rc -eq 0 ] || { echo "test: pytest exited $rc in $python" >&2; status=1; }
 }
 run .venv/bin/python tests --ignore=tests/vs_sonar_dataset/generate --ignore=tests/vs_sonar_dataset/embed \
+  --ignore=tests/vs_sonar_dataset/encoders \
   --ignore=tests/vs_sonar_dataset/fixtures/test_tiny_llama.py --ignore=tests/vs_sonar_dataset/fixtures/test_smollm2.py "$@"
 run .venv-generate/bin/python tests/vs_sonar_dataset/generate tests/vs_sonar_dataset/fixtures/test_tiny_llama.py \
   tests/vs_sonar_dataset/fixtures/test_smollm2.py "$@"
-run .venv-embed/bin/python tests/vs_sonar_dataset/embed "$@"
+run .venv-embed/bin/python tests/vs_sonar_dataset/embed tests/vs_sonar_dataset/encoders "$@"
 exit $status

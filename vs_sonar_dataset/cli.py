@@ -12,22 +12,26 @@ from .errors import run_command
 
 # name -> module; the commands in COMMAND_STAGE run in that model stage's environment
 COMMANDS = {
-    "generate": "vs_sonar_dataset.generate.cli",
+    "source": "vs_sonar_dataset.sources.cli",
     "embed": "vs_sonar_dataset.embed.cli",
+    "dedup": "vs_sonar_dataset.embed.dedup_cli",
     "synth-pool": "vs_sonar_dataset.synth",
     "build": "vs_sonar_dataset.release",
     "verify": "vs_sonar_dataset.verify",
     "model-check": "vs_sonar_dataset.embed.model_checks_cli",
     "run": "vs_sonar_dataset.run",
 }
-COMMAND_STAGE = {"generate": "generate", "embed": "embed", "model-check": "embed"}
+ALIASES = {"source": ["generate"]}  # the source command's first name
+COMMAND_STAGE = {"embed": "embed", "dedup": "embed", "model-check": "embed"}  # a module may say instead, from
+# its arguments, with environment(args): the source command runs where its plug-in needs
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vs-sonar",
-        description="Build the vs-sonar dataset: GSM8K-seeded Verbalized Sampling instructions (vLLM), "
-        "their SONAR embeddings, nested 1k/5k/10k configs, verification and a Hub-ready release.",
+        description="Build an embedding dataset: texts from a source (Verbalized-Sampling instructions on vLLM, a "
+        "text corpus, preference-pair prompts), their vectors from an encoder (SONAR, sentence-transformers, "
+        "Hugging Face models), semantic dedup, nested configs, verification and a Hub-ready release.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -38,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
             if not e.name or not e.name.startswith("vs_sonar_dataset"):
                 raise
             continue  # command not part of this checkout
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+        p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=module.HELP, description=module.HELP,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_module=module)
@@ -52,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
     def action() -> int:
-        stage = COMMAND_STAGE.get(args.command)
-        if stage and not runs_here(stage):
+        module = args._module
+        stage = module.environment(args) if hasattr(module, "environment") else COMMAND_STAGE.get(args.command)
+        if stage and stage != "main" and not runs_here(stage):
             python = stage_python(stage)
             logging.getLogger("vs_sonar").debug("running %s in %s", args.command, python)
             os.execv(python, [python, "-m", "vs_sonar_dataset.cli", *argv])

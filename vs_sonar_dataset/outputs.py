@@ -11,8 +11,9 @@ from pathlib import Path
 from .errors import UserError
 
 # output kind -> the file that marks a folder as that kind's own
-MARKERS = {"candidates": "manifest.json", "pool": "manifest.json", "release": "release.json", "run": "config.toml"}
-RUN_ENTRIES = {"config.toml", "run.json", "logs", "fixtures", "candidates", "pool", "release"}
+MARKERS = {"candidates": "manifest.json", "vectors": "manifest.json", "pool": "manifest.json", "release": "release.json", "run": "config.toml"}
+NOUNS = {"candidates": "candidates folder", "vectors": "vectors folder"}  # other kinds read as they are
+RUN_ENTRIES = {"config.toml", "run.json", "logs", "fixtures", "candidates", "vectors", "pool", "release"}
 
 
 def describe_folder(path: Path) -> str:
@@ -38,7 +39,7 @@ def _is_own(path: Path, kind: str) -> bool:
         return False
     if kind == "run":
         return {p.name for p in path.iterdir()} <= RUN_ENTRIES
-    if kind in ("candidates", "pool"):
+    if kind in ("candidates", "vectors", "pool"):
         try:
             return json.loads(marker.read_text()).get("kind") == kind
         except (OSError, ValueError, AttributeError):
@@ -72,5 +73,6 @@ def check_output_dir(path, kind: str) -> Path:
     require_writable(path)
     if not any(path.iterdir()) or _is_own(path, kind):
         return path
-    raise UserError(f"{path}: holds {describe_folder(path)}, not a {kind}; write the {kind} to a new or empty "
+    noun = NOUNS.get(kind, kind)
+    raise UserError(f"{path}: holds {describe_folder(path)}, not a {noun}; write the {noun} to a new or empty "
                     "folder")

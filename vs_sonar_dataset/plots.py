@@ -10,9 +10,10 @@ from .schema import embedding_matrix
 PROJECTION_SAMPLE = 5000
 
 
-def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np.ndarray, largest: str) -> dict:
-    """Write plots/*.png from the largest config's stats, train-row norms and probabilities; returns
-    {name: relative path}."""
+def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np.ndarray | None,
+                largest: str) -> dict:
+    """Write plots/*.png from the largest config's stats, train-row norms and (for sources that have them)
+    verbalized probabilities; returns {name: relative path}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,6 +55,8 @@ def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np
            ylabel=f"PC2 ({explained[1]:.1%})")
     save(fig, "pca_projection")
 
+    if probabilities is None:
+        return written
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(probabilities, bins=40, range=(0, 1), color="#5a9e4b")
     ax.set(title="Verbalized probability of each instruction (train)", xlabel="probability", ylabel="rows")

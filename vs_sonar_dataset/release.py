@@ -29,7 +29,7 @@ from .background import OrderedBackground
 from .errors import UserError
 from .outputs import check_output_dir
 from .schema import embedding_matrix
-from .shards import PARQUET_OPTIONS, ROW_GROUP_ROWS, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
+from .shards import ROW_GROUP_ROWS, parquet_options, read_manifest, sha256_file, write_json_atomic, write_parquet_atomic
 from .shuffle import iter_rows_in_order
 from .splits import SPLITS, make_plan, split_sizes
 from .stats import StatsAccumulator, stats_table
@@ -63,7 +63,7 @@ class SplitWriter:
             if self.writer is None:
                 path = self.root / self.files[self.written // self.rows_per_file]
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.writer = pq.ParquetWriter(path, self.schema, **PARQUET_OPTIONS)
+                self.writer = pq.ParquetWriter(path, self.schema, **parquet_options(self.schema))
             room = self.rows_per_file - self.written % self.rows_per_file
             part, table = table.slice(0, room), table.slice(room)
             self.writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
@@ -129,7 +129,7 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
     pool_sizes = plan.pool_sizes()
     train_rows = {c: split_sizes(size)["train"] for c, size in plan.configs.items()}
     acc = StatsAccumulator(pool.embedding_dim, ends=train_rows.values())
-    probabilities = []
+    probabilities = [] if "probability" in schema.names else None  # Verbalized-Sampling rows only
     position = {s: 0 for s in SPLITS}  # rows of each split's pool written so far
     current = 0  # index into SPLITS
     collect = None
@@ -150,8 +150,8 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
                 background.submit(_write_piece, piece, split, position[split], writers, plan)
                 if split == "train":
                     acc.add(embedding_matrix(piece), piece.column("id").to_pylist(), position["train"])
-                    # a copy: a zero-copy view would keep the whole bucket's buffers alive
-                    probabilities.append(piece.column("probability").to_numpy().copy())
+                    if probabilities is not None:  # a copy: a view would keep the whole bucket's buffers alive
+                        probabilities.append(piece.column("probability").to_numpy().copy())
                 position[split] += take
                 bar.update(take)
                 if position[split] == pool_sizes[split]:
@@ -175,12 +175,14 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
         "pool": {"rows": pool.rows, "synthetic": pool.synthetic, "config": without_local_paths(pool.config),
                  "stats": pool.stats,
                  "manifest_sha256": sha256_file(pool_dir / "manifest.json")},
-        "provenance": _provenance(work, plan.largest),
+        "text_column": pool.text_column,
+        "provenance": _provenance(work, plan.largest, schema),
     }
     if plots:
         from .plots import write_plots
 
-        manifest["plots"] = write_plots(work, stats_list[-1], acc.norms, np.concatenate(probabilities), plan.largest)
+        manifest["plots"] = write_plots(work, stats_list[-1], acc.norms,
+                                        None if probabilities is None else np.concatenate(probabilities), plan.largest)
     write_json_atomic(work / RELEASE_MANIFEST, manifest)
     render_card(work, manifest, verification=None)
     return manifest
@@ -205,9 +207,12 @@ def _write_piece(piece: pa.Table, split: str, start: int, writers: dict, plan) -
             writers[(config, split)].write(piece.slice(0, room))
 
 
-def _provenance(work: Path, largest: str) -> dict:
-    """Models, template and seeds as recorded in the rows (one pass over the largest config's columns)."""
-    cols = ["generator_model", "generator_revision", "sampling_params", "template_hash", "encoder"]
+PROVENANCE_COLUMNS = ("generator_model", "generator_revision", "sampling_params", "template_hash", "encoder", "source")
+
+
+def _provenance(work: Path, largest: str, schema: pa.Schema) -> dict:
+    """Models, template and sources as recorded in the rows (one pass over the largest config's columns)."""
+    cols = [c for c in PROVENANCE_COLUMNS if c in schema.names]
     tables = [pq.read_table(p, columns=cols) for p in sorted((work / "data" / largest).glob("*.parquet"))]
     table = pa.concat_tables(tables)
     return {c: sorted(set(table.column(c).unique().to_pylist())) for c in cols}
@@ -227,38 +232,16 @@ def add_build_options(parser) -> None:
 
 
 def build_settings(args) -> dict:
-    """Settings from --config's [build] table, overridden by flags."""
+    """The [build] table of --config, with --seed and --sizes overriding its fields."""
     from .config import load_table
 
-    settings = {"seed": 0, "configs": dict(DEFAULT_CONFIGS), "rows_per_file": ROWS_PER_FILE, "fixture_models": False}
-    if getattr(args, "config", None):
-        settings.update(load_table(args.config, "build", allowed=settings.keys()))
-    if getattr(args, "seed", None) is not None:
-        settings["seed"] = args.seed
+    overrides = {"seed": getattr(args, "seed", None)}
     if getattr(args, "sizes", None):
         try:
-            settings["configs"] = dict(item.split("=", 1) for item in args.sizes.split(","))
+            overrides["configs"] = dict(item.split("=", 1) for item in args.sizes.split(","))
         except ValueError:
             raise UserError(f"--sizes {args.sizes!r}: expected NAME=SIZE,... such as 1k=1000,5k=5000") from None
-    _check_build_settings(settings)
-    return settings
-
-
-def _check_build_settings(s: dict) -> None:
-    """Wrong types and ranges are one-line errors, before numpy or the file system meets them."""
-    def integer(name, value, least):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise UserError(f"[build] {name} = {value!r}: expected an integer of at least {least}")
-
-    integer("seed", s["seed"], 0)
-    integer("rows_per_file", s["rows_per_file"], 1)
-    if not isinstance(s["fixture_models"], bool):
-        raise UserError(f"[build] fixture_models = {s['fixture_models']!r}: expected true or false")
-    if not isinstance(s["configs"], dict) or not s["configs"]:
-        raise UserError(f"[build] configs = {s['configs']!r}: expected a table such as {{ \"1k\" = 1000 }}")
-    for name, size in s["configs"].items():
-        if isinstance(size, bool) or not isinstance(size, (int, str)):
-            raise UserError(f"[build] configs.{name} = {size!r}: expected a size such as 1000 or \"5k\"")
+    return load_table(getattr(args, "config", None), "build", overrides).model_dump()
 
 
 def main(args) -> int:

@@ -1,57 +1,111 @@
-"""`vs-sonar run CONFIG.toml --out RUN_DIR`: generate -> embed -> build -> model checks -> verify, each stage in
-its own environment, resuming where a previous call stopped.
+"""`vs-sonar run CONFIG.toml --out RUN_DIR`: source -> embed -> dedup -> build -> model checks -> verify, each
+stage in its own environment.
 
 RUN_DIR/
-    config.toml          the configuration, with {run_dir} resolved; a later call must use the same file
-    run.json             each stage's status, seconds and log
+    config.toml          the configuration, with {run_dir} resolved (a later call may bring an edited one)
+    run.json             each stage's status, seconds, log, and what its output was made from
     logs/{stage}.log     everything the stage printed
-    fixtures/            models built locally when the configuration asks for them ([run] fixtures: the tiny
-                         random Llama, SmolLM2 from its PyPI package, the tiny SONAR pair), each just before
-                         the first stage that needs it
-    candidates/          generate's shards + manifest + summary.json
-    pool/                embed's shards + manifest
+    fixtures/            models built locally when [run] fixtures asks for them, before the first stage
+    candidates/          the source's shards + manifest
+    vectors/             embed's shards + manifest (every candidate's vector)
+    pool/                dedup's shards + manifest
     release/             the release folder (with model_checks.json and verify_report.json)
 
-A stage whose output is complete and current is skipped, so a second call after a crash continues, and a call
-after success reports that the release is up to date.
+A stage is current when run.json records that its output was made from the present digest of each config
+table it reads and of each input it reads, and the output is still what it wrote. Only stages that are not
+current run: an edited [dedup] re-runs dedup and what follows and reuses the vectors; a stage that stopped
+half-way with the same settings resumes; one whose settings changed starts over.
 """
 
 import argparse
+import importlib
 import json
 import logging
+import pkgutil
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Callable
 
-from .config import load_table
+from .config import load_config, read_document, table_digest
 from .console import StageConsole
 from .envs import REPO_ROOT, python_for
 from .errors import UserError
 from .outputs import check_output_dir
-from .release import MODEL_CHECKS, RELEASE_MANIFEST, build_settings
-from .shards import MANIFEST, read_manifest, sha256_file, write_json_atomic
-from .splits import parse_size
+from .release import MODEL_CHECKS, RELEASE_MANIFEST
+from .shards import MANIFEST, sha256_file, write_json_atomic
 
-HELP = "run every stage from GSM8K to a verified release (resumable); then publish with python -m publish --run"
+HELP = ("run every stage from the source to a verified release; re-runs only the stages whose settings or "
+        "inputs changed, and resumes an interrupted one. Then publish with python -m publish --run")
 log = logging.getLogger("vs_sonar.run")
 
-# fixture name -> (environment that builds it and the stage that needs it, module that builds it into a folder)
-FIXTURES = {"tiny_llama": ("generate", "vs_sonar_dataset.fixtures.tiny_llama"),
-            "smollm2": ("generate", "vs_sonar_dataset.fixtures.smollm2"),
-            "tiny_sonar": ("embed", "vs_sonar_dataset.fixtures.tiny_sonar")}
-RUN_KEYS = {"fixtures", "fixture_args"}
+
+
+def fixture_environments() -> dict[str, str]:
+    """fixture name -> the environment that builds it: every module of fixtures/ that names an ENVIRONMENT
+    (`python -m vs_sonar_dataset.fixtures.NAME OUT` builds it into OUT)."""
+    from . import fixtures
+
+    found = {}
+    for info in pkgutil.iter_modules(fixtures.__path__):
+        module = importlib.import_module(f"{fixtures.__name__}.{info.name}")
+        if hasattr(module, "ENVIRONMENT"):
+            found[info.name] = module.ENVIRONMENT
+    return found
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    tables: tuple[str, ...]  # config tables its output depends on
+    inputs: tuple[str, ...]  # earlier stages whose outputs it reads
+    output: str  # inside RUN_DIR: the folder or file it writes
+    record: str  # inside RUN_DIR: the file that identifies what it wrote
+    environment: Callable[[dict], str | None]  # from the parsed config
+    args: Callable[["Runner"], list[str]]  # the `vs-sonar` command line
+    ok_codes: tuple[int, ...] = (0,)
+
+
+def _source_environment(config) -> str | None:
+    from .sources import source_plugin
+
+    environment = source_plugin(config["source"].kind).ENVIRONMENT
+    return None if environment == "main" else environment
+
+
+STAGES = (
+    Stage("source", ("source",), (), "candidates", f"candidates/{MANIFEST}", _source_environment,
+          lambda r: ["source", str(r.config_path), "--out", str(r.path("candidates")), *r.source_flags]),
+    Stage("embed", ("embed",), ("source",), "vectors", f"vectors/{MANIFEST}", lambda c: "embed",
+          lambda r: ["embed", str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag]),
+    Stage("dedup", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}", lambda c: "embed",
+          lambda r: ["dedup", str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag]),
+    Stage("build", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}", lambda c: None,
+          lambda r: ["build", str(r.path("pool")), "--out", str(r.path("release")), *r.config_flag]),
+    # exit 1: the checks ran and failed, which verify reports; anything else is a crash
+    Stage("model-check", ("model_check", "embed"), ("build",), f"release/{MODEL_CHECKS}",
+          f"release/{MODEL_CHECKS}", lambda c: "embed",
+          lambda r: ["model-check", str(r.path("release")), *r.config_flag], ok_codes=(0, 1)),
+    Stage("verify", (), ("build", "model-check"), "release/verify_report.json", "release/verify_report.json",
+          lambda c: None, lambda r: ["verify", str(r.path("release")), "--pool", str(r.path("pool"))]),
+)
 
 
 class Runner:
     def __init__(self, config_path, run_dir, gsm8k: str | None = None, verbose: bool = False):
         self.run_dir = Path(run_dir).resolve()
-        self.verbose = verbose
         self.source = Path(config_path)
-        self.gsm8k = gsm8k
+        self.verbose = verbose
+        self.config_path = self.run_dir / "config.toml"
         self.state_path = self.run_dir / "run.json"
-        self.config = self.run_dir / "config.toml"
+        self.source_flags = ["--gsm8k", gsm8k] if gsm8k else []
+        self.config_flag = ["--config", str(self.config_path)]
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
 
     # -- bookkeeping
     def prepare(self) -> None:
@@ -59,31 +113,66 @@ class Runner:
             raise UserError(f"{self.source}: configuration file not found")
         text = self.source.read_text().replace("{run_dir}", str(self.run_dir))
         check_output_dir(self.run_dir, "run")
-        if self.config.exists() and self.config.read_text() != text:
-            raise UserError(f"{self.run_dir} was started with another configuration; use a new --out, or the "
-                            f"same configuration to resume")
+        scratch = self.run_dir.parent / f".{self.run_dir.name}.config.toml"
+        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_text(text)
+        try:  # every table checked before any work, and before the run folder changes
+            self.config = load_config(scratch)
+            if self.source_flags:
+                from .config import parse
+
+                values = {**read_document(scratch).get("source", {}), "gsm8k": self.source_flags[1]}
+                self.config["source"] = parse("source", values, f"{self.source} (--gsm8k)")
+        finally:
+            scratch.unlink()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
-        if not self.config.exists():
-            self.config.write_text(text)
-        self.run_settings = load_table(self.config, "run", RUN_KEYS)  # a typo is an error before any work
+        if not self.config_path.exists() or self.config_path.read_text() != text:
+            self.config_path.write_text(text)
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
-        self.state["config_sha256"] = sha256_file(self.config)
 
-    def record(self, stage: str, status: str, seconds: float = 0.0) -> None:
-        self.state["stages"][stage] = {"status": status, "seconds": round(seconds, 1),
-                                       "log": f"logs/{stage}.log", "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    def record(self, stage: str, **entry) -> None:
+        self.state["stages"][stage] = {**self.state["stages"].get(stage, {}), **entry,
+                                       "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_json_atomic(self.state_path, self.state)
 
-    def execute(self, stage: str, env_stage: str | None, args: list[str], ok_codes=(0,)) -> None:
-        """Run one stage in its environment. All it prints goes to logs/{stage}.log; the terminal shows its
+    def made_from(self, stage: Stage) -> dict:
+        """The digests a stage's output depends on: its config tables and its inputs' records."""
+        inputs = {}
+        for name in stage.inputs:
+            record = self.path(next(s.record for s in STAGES if s.name == name))
+            inputs[name] = sha256_file(record) if record.is_file() else None
+        return {"tables": {t: table_digest(self.config[t]) for t in stage.tables}, "inputs": inputs}
+
+    def why_run(self, stage: Stage, made_from: dict) -> str | None:
+        """None when the stage is current, else why it runs."""
+        entry = self.state["stages"].get(stage.name, {})
+        before = entry.get("made_from")
+        if before is None:
+            return "not run yet"
+        changed = [f"[{t}]" for t, d in made_from["tables"].items() if before["tables"].get(t) != d]
+        changed += [f"{n} output" for n, d in made_from["inputs"].items() if before["inputs"].get(n) != d]
+        if changed:
+            return f"{', '.join(changed)} changed"
+        if entry.get("status") != "done":
+            return f"resuming after: {entry.get('status')}"
+        record = self.path(stage.record)
+        if not record.is_file() or sha256_file(record) != entry.get("output_sha256"):
+            return "its output changed or is missing"
+        if stage.name == "verify":
+            from .verify import report_is_current
+
+            if not report_is_current(self.path("release")):
+                return "release files changed since the last verify"
+        return None
+
+    def execute(self, name: str, environment: str | None, args: list[str], ok_codes=(0,)) -> float:
+        """Run one command in its environment. All it prints goes to logs/{name}.log; the terminal shows its
         progress bar and its last line (everything with --verbose)."""
-        cmd = [python_for(env_stage), *args]
-        log_path = self.run_dir / "logs" / f"{stage}.log"
+        cmd = [python_for(environment), "-m", "vs_sonar_dataset.cli", *args]
+        log_path = self.run_dir / "logs" / f"{name}.log"
         console = StageConsole(sys.stdout, self.verbose)
-        console.line(f"stage {stage}: running (log: {log_path})")
         started = time.time()
-        self.record(stage, "running")
         with open(log_path, "ab") as logfile:
             logfile.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -94,70 +183,66 @@ class Runner:
         last = console.close()
         seconds = time.time() - started
         if code not in ok_codes:
-            self.record(stage, f"failed (exit {code})", seconds)
-            raise UserError(f"stage {stage} failed (exit {code}){': ' + last if last else ''}; see {log_path}. "
+            self.record(name, status=f"failed (exit {code})", seconds=round(seconds, 1), log=f"logs/{name}.log")
+            raise UserError(f"stage {name} failed (exit {code}){': ' + last if last else ''}; see {log_path}. "
                             "Fix the cause and run the same command again to resume")
-        self.record(stage, "done", seconds)
-        console.line(f"stage {stage}: done in {seconds:.0f} s{': ' + last if last else ''}")
+        console.line(f"stage {name}: done in {seconds:.0f} s{': ' + last if last else ''}")
+        return seconds
 
-    # -- stages
-    def fixtures(self, stage: str) -> None:
-        """Build the fixture models the configuration asks for that `stage` needs, unless built already."""
-        extra = self.run_settings.get("fixture_args", {})
-        for name in self.run_settings.get("fixtures", []):
-            if name not in FIXTURES:
-                raise UserError(f"[run] fixtures: unknown fixture {name!r} (known: {', '.join(FIXTURES)})")
-            env_stage, module = FIXTURES[name]
+    def fixtures(self) -> None:
+        """Build the fixture models the configuration asks for, unless built already."""
+        settings = self.config["run"]
+        known = fixture_environments() if settings.fixtures else {}
+        for name in settings.fixtures:
+            if name not in known:
+                raise UserError(f"[run] fixtures: unknown fixture {name!r} (known: {', '.join(sorted(known))})")
+            environment, module = known[name], f"vs_sonar_dataset.fixtures.{name}"
             out = self.run_dir / "fixtures" / name
-            if env_stage != stage or (out / ".complete").exists():
+            if (out / ".complete").exists():
                 continue
-            self.execute(f"fixture-{name}", env_stage, ["-m", module, str(out), *extra.get(name, [])])
+            print(f"fixture {name}: building (log: {self.run_dir / 'logs' / f'fixture-{name}.log'})", flush=True)
+            cmd = ["-m", module, str(out), *settings.fixture_args.get(name, [])]
+            shutil.rmtree(out, ignore_errors=True)
+            self.execute_module(f"fixture-{name}", environment, cmd)
             (out / ".complete").write_text("built\n")
 
-    def complete(self, directory: Path, kind: str) -> bool:
-        return (directory / MANIFEST).exists() and read_manifest(directory, kind).complete
+    def execute_module(self, name: str, environment: str, cmd: list[str]) -> None:
+        log_path = self.run_dir / "logs" / f"{name}.log"
+        with open(log_path, "ab") as logfile:
+            code = subprocess.run([python_for(environment), *cmd], cwd=REPO_ROOT, stdout=logfile,
+                                  stderr=subprocess.STDOUT).returncode
+        if code != 0:
+            raise UserError(f"fixture {name} failed (exit {code}); see {log_path}")
 
     def run(self) -> bool:
-        """Returns True when every stage was already done (the release is up to date)."""
+        """Returns True when every stage was already current (the release is up to date)."""
         self.prepare()
-        cli = ["-m", "vs_sonar_dataset.cli"]
-        candidates, pool, release = self.run_dir / "candidates", self.run_dir / "pool", self.run_dir / "release"
-        did = []
-        if not self.complete(candidates, "candidates"):
-            self.fixtures("generate")
-            gsm8k = ["--gsm8k", self.gsm8k] if self.gsm8k else []
-            self.execute("generate", "generate", [*cli, "generate", str(self.config), "--out", str(candidates), *gsm8k])
-            did.append("generate")
-        if not self.complete(pool, "pool"):
-            self.fixtures("embed")
-            self.execute("embed", "embed", [*cli, "embed", str(candidates), "--out", str(pool),
-                                            "--config", str(self.config)])
-            did.append("embed")
-        if not self.release_is_current(release, pool):
-            self.execute("build", None, [*cli, "build", str(pool), "--out", str(release), "--config", str(self.config)])
-            did.append("build")
-        if not (release / MODEL_CHECKS).exists():
-            self.fixtures("embed")  # model checks load the same encoder and its decoder
-            # exit 1 means checks ran and failed: verify reports it; anything else is a crash
-            self.execute("model-check", "embed", [*cli, "model-check", str(release), "--config", str(self.config)],
-                         ok_codes=(0, 1))
-            did.append("model-check")
-        from .verify import report_is_current
+        self.fixtures()
+        ran = []
+        for stage in STAGES:
+            made_from = self.made_from(stage)
+            why = self.why_run(stage, made_from)
+            if why is None:
+                print(f"stage {stage.name}: current, skipped", flush=True)
+                continue
+            before = self.state["stages"].get(stage.name, {}).get("made_from")
+            if before is not None and before != made_from:
+                self.remove_output(stage)  # made from other settings or inputs: start over, do not resume
+            print(f"stage {stage.name}: running ({why}; log: {self.run_dir / 'logs' / f'{stage.name}.log'})",
+                  flush=True)
+            self.record(stage.name, status="running", made_from=made_from, log=f"logs/{stage.name}.log")
+            seconds = self.execute(stage.name, stage.environment(self.config), stage.args(self), stage.ok_codes)
+            self.record(stage.name, status="done", seconds=round(seconds, 1),
+                        output_sha256=sha256_file(self.path(stage.record)))
+            ran.append(stage.name)
+        return not ran
 
-        if did or not report_is_current(release):
-            self.execute("verify", None, [*cli, "verify", str(release), "--pool", str(pool)])
-        return not did
-
-    def release_is_current(self, release: Path, pool: Path) -> bool:
-        """The release was built from this pool with these build settings."""
-        manifest_path = release / RELEASE_MANIFEST
-        if not manifest_path.exists():
-            return False
-        manifest = json.loads(manifest_path.read_text())
-        wanted = build_settings(SimpleNamespace(config=self.config))  # what `vs-sonar build --config` would use
-        return (manifest["pool"]["manifest_sha256"] == sha256_file(pool / MANIFEST)
-                and manifest["seed"] == wanted["seed"]
-                and manifest["configs"] == {k: parse_size(v) for k, v in wanted["configs"].items()})
+    def remove_output(self, stage: Stage) -> None:
+        output = self.path(stage.output)
+        if output.is_dir():
+            shutil.rmtree(output)
+        elif output.exists():
+            output.unlink()
 
 
 def release_of_run(run_dir) -> Path:
@@ -168,18 +253,19 @@ def release_of_run(run_dir) -> Path:
 
 
 def add_arguments(parser):
-    parser.add_argument("config", help="TOML file with [run], [generate], [embed], [build] tables "
-                        "(see configs/demo.toml and configs/release.toml)")
-    parser.add_argument("--out", required=True, help="run directory (created, or resumed when it exists)")
-    parser.add_argument("--gsm8k", help="local GSM8K folder or file instead of the configuration's `gsm8k` "
-                        "(the Hub's openai/gsm8k unless it says otherwise)")
+    parser.add_argument("config", help="TOML file with [run], [source], [embed], [dedup], [build], [model_check] "
+                        "tables (see configs/)")
+    parser.add_argument("--out", required=True, help="run directory (created, or continued when it exists: "
+                        "stages whose settings and inputs are unchanged are skipped)")
+    parser.add_argument("--gsm8k", help="vs_gsm8k source: a local GSM8K folder or file instead of the "
+                        "configuration's `gsm8k`")
     parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show every stage's whole output (engine start-up logs included), not only its "
                         "progress and last line")
 
 
 def main(args) -> int:
-    runner = Runner(args.config, args.out, args.gsm8k, verbose=args.verbose)
+    runner = Runner(args.config, args.out, args.gsm8k, verbose=getattr(args, "verbose", False))
     up_to_date = runner.run()
     release = runner.run_dir / "release"
     from .verify import REPORT

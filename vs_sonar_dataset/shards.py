@@ -6,11 +6,16 @@ and name the offending file when one does not match. Each shard has two checksum
 by hand, and xxh3-128, which readers check because it is ten times faster (a million-row pool is 4 GB).
 
 manifest.json:
-    {"format_version": 1, "kind": "candidates" | "pool", "complete": bool, "synthetic": bool,
+    {"format_version": 1, "kind": "candidates" | "vectors" | "pool", "complete": bool, "synthetic": bool,
      "embedding_dim": int | null, "config": {...run config...}, "stats": {...stage counts...},
+     "text_column": "text", "arrow_schema": base64 of the Arrow IPC schema every shard must have,
      "shards": [{"file": "shard-00000.parquet", "rows": int, "sha256": hex, "xxh3_128": hex}, ...]}
+
+A source declares its candidate columns (always `id` and its text column), so the writer records the schema;
+manifests written before that (no "arrow_schema") hold the Verbalized-Sampling columns.
 """
 
+import base64
 import hashlib
 import json
 import os
@@ -27,19 +32,22 @@ import xxhash
 
 from .errors import ShardError
 from .outputs import check_output_dir
-from .schema import CANDIDATE_SCHEMA, POOL_SCHEMA, pool_schema
+from .schema import CANDIDATE_SCHEMA, pool_schema
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-KINDS = ("candidates", "pool")
+KINDS = ("candidates", "vectors", "pool")  # vectors: every candidate with its vector; pool: after dedup
 ROW_GROUP_ROWS = 8192  # readers decode a row group at a time: this bounds their memory (~32 MB of vectors)
 # Dictionary-encode only the columns that repeat: on float vectors it costs time on write and read and saves nothing.
 # Min/max statistics for every column but the vectors, where they mean nothing and cost ~12% of the write.
-PARQUET_OPTIONS = {
-    "compression": "snappy",
-    "use_dictionary": ["generator_model", "generator_revision", "sampling_params", "template_hash", "encoder"],
-    "write_statistics": [f.name for f in POOL_SCHEMA if f.name != "embedding"],
-}
+REPEATING_COLUMNS = ("generator_model", "generator_revision", "sampling_params", "template_hash", "encoder",
+                     "source", "split")
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    return {"compression": "snappy",
+            "use_dictionary": [name for name in schema.names if name in REPEATING_COLUMNS],
+            "write_statistics": [name for name in schema.names if name != "embedding"]}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -89,7 +97,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **parquet_options(table.schema))
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -97,7 +105,16 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> None:
 
 
 def schema_for(kind: str, embedding_dim: int | None) -> pa.Schema:
+    """The schema of manifests that predate recorded schemas."""
     return CANDIDATE_SCHEMA if kind == "candidates" else pool_schema(embedding_dim)
+
+
+def encode_schema(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.remove_metadata().serialize().to_pybytes()).decode("ascii")
+
+
+def decode_schema(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
 
 
 @dataclass
@@ -109,6 +126,8 @@ class Manifest:
     complete: bool = False
     stats: dict = field(default_factory=dict)
     shards: list = field(default_factory=list)
+    text_column: str = "instruction"
+    arrow_schema: str | None = None
 
     @property
     def rows(self) -> int:
@@ -116,7 +135,9 @@ class Manifest:
 
     @property
     def schema(self) -> pa.Schema:
-        return schema_for(self.kind, self.embedding_dim)
+        if self.arrow_schema is None:
+            return schema_for(self.kind, self.embedding_dim)
+        return decode_schema(self.arrow_schema)
 
     def to_json(self) -> dict:
         return {"format_version": FORMAT_VERSION, **self.__dict__}
@@ -136,8 +157,8 @@ def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> Mani
         raise ShardError(f"{path}: format_version {version}, this code reads {FORMAT_VERSION}")
     if manifest.kind not in KINDS or (kind and manifest.kind != kind):
         raise ShardError(f"{path}: holds {manifest.kind!r} shards, expected {kind!r}")
-    if manifest.kind == "pool" and not isinstance(manifest.embedding_dim, int):
-        raise ShardError(f"{path}: a pool manifest needs an integer embedding_dim")
+    if manifest.kind != "candidates" and not isinstance(manifest.embedding_dim, int):
+        raise ShardError(f"{path}: a {manifest.kind} manifest needs an integer embedding_dim")
     return manifest
 
 
@@ -237,7 +258,9 @@ class ShardWriter:
     """Appends shards to a stage directory; resumes from the manifest when the directory holds one."""
 
     def __init__(self, directory: str | os.PathLike, kind: str, config: dict, *,
-                 embedding_dim: int | None = None, synthetic: bool = False, prefix: str = "shard"):
+                 embedding_dim: int | None = None, synthetic: bool = False, prefix: str = "shard",
+                 schema: pa.Schema | None = None, text_column: str = "instruction"):
+        """schema: the columns every shard has (None: the Verbalized-Sampling candidate or pool schema)."""
         self.directory = Path(directory)
         self.prefix = prefix
         check_output_dir(self.directory, kind)
@@ -248,7 +271,11 @@ class ShardWriter:
                 raise ShardError(f"{self.directory}: holds a run with another configuration; "
                                  "use a new output directory or the same configuration")
         else:
-            self.manifest = Manifest(kind=kind, config=config, synthetic=synthetic, embedding_dim=embedding_dim)
+            if schema is not None and text_column not in schema.names:
+                raise ShardError(f"{self.directory}: text column {text_column!r} is not among {schema.names}")
+            self.manifest = Manifest(kind=kind, config=config, synthetic=synthetic, embedding_dim=embedding_dim,
+                                     text_column=text_column,
+                                     arrow_schema=None if schema is None else encode_schema(schema))
             self._save()
 
     def _save(self) -> None:

@@ -42,20 +42,20 @@ def test_run_resumes_after_a_failure_then_reports_up_to_date(tmp_path):
 
     failed = vs_sonar_run(config, run_dir, tmp_path / "no-such-gsm8k")
     assert failed.returncode == 2, failed.stdout[-3000:] + failed.stderr[-3000:]
-    assert "stage generate failed (exit 2): vs-sonar generate: error: GSM8K:" in failed.stderr
+    assert "stage source failed (exit 2): vs-sonar source: error: GSM8K:" in failed.stderr
     assert "Traceback" not in failed.stderr
-    assert json.loads((run_dir / "run.json").read_text())["stages"]["generate"]["status"].startswith("failed")
+    assert json.loads((run_dir / "run.json").read_text())["stages"]["source"]["status"].startswith("failed")
 
     done = vs_sonar_run(config, run_dir)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
     assert "release built at" in done.stdout and "verified" in done.stdout
     # a quiet console: each stage's progress and last line; vLLM's and fairseq2's start-up logs only in the logs
-    assert "stage generate: done in" in done.stdout and "stage verify: done in" in done.stdout
+    assert "stage source: done in" in done.stdout and "stage verify: done in" in done.stdout
     assert not [line for line in (done.stdout + done.stderr).splitlines() if line.startswith(("INFO", "WARNING"))]
-    assert "INFO" in (run_dir / "logs" / "generate.log").read_text()
+    assert "INFO" in (run_dir / "logs" / "source.log").read_text()
     state = json.loads((run_dir / "run.json").read_text())["stages"]
-    assert {"generate", "embed", "build", "model-check", "verify"} <= set(state)
-    for stage in ("generate", "embed", "build", "verify"):
+    assert {"source", "embed", "dedup", "build", "model-check", "verify"} == set(state)
+    for stage in ("source", "embed", "dedup", "build", "verify"):
         assert (run_dir / "logs" / f"{stage}.log").stat().st_size > 0
 
     report = json.loads((run_dir / "release" / "verify_report.json").read_text())
@@ -72,6 +72,19 @@ def test_run_resumes_after_a_failure_then_reports_up_to_date(tmp_path):
     again = vs_sonar_run(config, run_dir)
     assert again.returncode == 0 and "release up to date" in again.stdout
     assert json.loads((run_dir / "run.json").read_text())["stages"] == state
+
+    # a new dedup threshold: dedup and what follows run again; the candidates and the vectors are reused
+    vectors = (run_dir / "vectors" / "manifest.json").read_bytes()
+    config.write_text(config.read_text().replace("threshold = 0.995", "threshold = 0.999"))  # keeps >= 500 rows
+    edited = vs_sonar_run(config, run_dir)
+    assert edited.returncode == 0, edited.stdout[-5000:] + edited.stderr[-3000:]
+    assert "stage source: current, skipped" in edited.stdout and "stage embed: current, skipped" in edited.stdout
+    assert "stage dedup: running ([dedup] changed" in edited.stdout
+    for stage in ("build", "model-check", "verify"):
+        assert f"stage {stage}: running (dedup output changed" in edited.stdout or \
+            f"stage {stage}: running (build output changed" in edited.stdout, edited.stdout
+    assert (run_dir / "vectors" / "manifest.json").read_bytes() == vectors
+    assert json.loads((run_dir / "pool" / "manifest.json").read_text())["config"]["dedup"]["threshold"] == 0.999
 
     push = subprocess.run([sys.executable, "-m", "publish", "--run", str(run_dir), "--push", "--repo", "org/x"],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)

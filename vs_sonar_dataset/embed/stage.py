@@ -1,13 +1,13 @@
-"""The embed stage: candidate shards → pool shards (candidate columns + fp32 embedding + encoder name).
+"""The embed stage: candidate shards -> vector shards (candidate columns + fp32 embedding + encoder name).
 
-Candidates are read in order, `chunk_rows` at a time. Each chunk is encoded (token-budget batches over
-length-sorted rows), its broken vectors rejected, its rows deduplicated against everything kept so far, and
-its kept rows written as one pool shard whose manifest entry also records how many candidates were consumed.
-That entry is the checkpoint: a run killed at any point resumes after the last complete shard, reloads the
-kept vectors from the shards, and produces the same pool as a run that was never interrupted.
+Candidates are read in order, `chunk_rows` at a time. Each chunk's new texts are encoded (token-budget batches
+over length-sorted rows), rows with broken vectors are dropped, and the rest are written as one shard whose
+manifest entry also records how many candidates were consumed. That entry is the checkpoint: a run killed at
+any point resumes after the last complete shard and produces the same vectors as a run never interrupted.
+Semantic dedup is the next stage (dedup_stage.py), so a new threshold reuses these vectors.
 
-POOL/ layout:
-    manifest.json, shard-NNNNN.parquet       (shards.ShardWriter, kind "pool")
+VECTORS/ layout:
+    manifest.json, shard-NNNNN.parquet       (shards.ShardWriter, kind "vectors"; the candidates' columns)
     dropped/chunk-NNNNN.parquet              (dropped rows of each chunk, written before its shard)
     dropped_rows.parquet                     (all dropped rows, DROPPED_SCHEMA, written when complete)
 """
@@ -24,11 +24,8 @@ from tqdm import tqdm
 
 from .. import shards
 from ..errors import UserError
-from ..schema import embedding_matrix, pool_schema
+from ..schema import embedding_type
 from .batching import token_budget_batches
-from .config import EmbedConfig
-from .dedup import make_deduper
-from .encoders import TextEncoder
 from .vectors import REASON_INF, REASON_NAN, REASON_ZERO, invalid_reasons
 
 log = logging.getLogger("vs_sonar.embed")
@@ -38,18 +35,15 @@ DROPPED_FILE = "dropped_rows.parquet"
 DROPPED_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
     pa.field("input_index", pa.int64(), nullable=False),  # position among all candidate rows
-    pa.field("reason", pa.string(), nullable=False),  # duplicate | duplicate_id | nan | inf | zero_norm
-    pa.field("duplicate_of", pa.string()),  # id of the kept row it duplicates
-    pa.field("cosine", pa.float32()),  # cosine to that row (duplicate only)
+    pa.field("reason", pa.string(), nullable=False),  # duplicate_id | nan | inf | zero_norm
+    pa.field("duplicate_of", pa.string()),  # duplicate_id: the id of the earlier row with the same text
 ])
-DUPLICATE = "duplicate"
 DUPLICATE_ID = "duplicate_id"
-DUPLICATE_REASONS = (DUPLICATE, DUPLICATE_ID)
 BROKEN_REASONS = (REASON_NAN, REASON_INF, REASON_ZERO)
-REASONS = DUPLICATE_REASONS + BROKEN_REASONS
+REASONS = (DUPLICATE_ID, *BROKEN_REASONS)
 
 
-def encode_texts(encoder: TextEncoder, texts: list[str], config: EmbedConfig) -> np.ndarray:
+def encode_texts(encoder, texts: list[str], config) -> np.ndarray:
     """fp32 [len(texts), dim] in input order, encoded in token-budget batches of length-sorted rows."""
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
     lengths = encoder.token_lengths(texts)
@@ -58,11 +52,24 @@ def encode_texts(encoder: TextEncoder, texts: list[str], config: EmbedConfig) ->
     return out
 
 
-def _input_fingerprint(candidates_dir: Path) -> dict:
-    manifest = shards.read_manifest(candidates_dir, "candidates")
+def vectors_schema(candidates: pa.Schema, dim: int) -> pa.Schema:
+    """The candidates' columns, then the vector and the encoder's name."""
+    return pa.schema(list(candidates) + [pa.field("embedding", embedding_type(dim), nullable=False),
+                                         pa.field("encoder", pa.string(), nullable=False)])
+
+
+def recorded_source(candidates_config: dict) -> dict:
+    """The source table a candidates folder was made with (kind included). The Verbalized-Sampling source
+    records its settings as "generate", and a test's candidates may record none."""
+    if "source" in candidates_config:
+        return candidates_config["source"]
+    return {"kind": "vs_gsm8k", **candidates_config.get("generate", {})}
+
+
+def input_fingerprint(directory: Path, kind: str) -> dict:
+    manifest = shards.read_manifest(directory, kind)
     if not manifest.complete:
-        log.warning("%s: the candidates run is not complete; embedding the %d rows it has",
-                    candidates_dir, manifest.rows)
+        raise UserError(f"{directory}: the {kind} stage has not finished; resume it first")
     return {"rows": manifest.rows, "shards_sha256": [s["sha256"] for s in manifest.shards]}
 
 
@@ -90,130 +97,100 @@ def _iter_chunks(candidates_dir: Path, chunk_rows: int, skip: int):
         yield position, pa.concat_tables(buffered)
 
 
-def _pool_table(kept: pa.Table, vectors: np.ndarray, encoder_name: str, schema: pa.Schema) -> pa.Table:
-    """The kept candidate rows with their vectors and the encoder's name, in the pool schema."""
+def with_vectors(rows: pa.Table, vectors: np.ndarray, encoder_name: str, schema: pa.Schema) -> pa.Table:
+    """The rows with their vectors and the encoder's name, in `schema`."""
     embedding = schema.field("embedding")
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    table = kept.append_column(embedding, pa.FixedSizeListArray.from_arrays(flat, type=embedding.type))
-    table = table.append_column(schema.field("encoder"), pa.array([encoder_name] * kept.num_rows, pa.string()))
+    table = rows.append_column(embedding, pa.FixedSizeListArray.from_arrays(flat, type=embedding.type))
+    table = table.append_column(schema.field("encoder"), pa.array([encoder_name] * rows.num_rows, pa.string()))
     # not a no-op: ShardWriter's check ignores schema metadata, which a candidate shard may carry; this drops it
     return table.cast(schema)
 
 
-def _empty_stats(input_rows: int, config: EmbedConfig) -> dict:
-    return {"input_rows": input_rows, "input_rows_done": 0, "kept": 0,
-            **{f"dropped_{r}": 0 for r in REASONS}, "target_rows": config.target_rows, "target_reached": False}
-
-
-def _finish(pool_dir: Path, writer: shards.ShardWriter, stats: dict) -> shards.Manifest:
-    parts = sorted((pool_dir / DROPPED_DIR).glob("chunk-*.parquet"))  # none when the folder is missing
-    expected = len(writer.manifest.shards)
-    tables = [pq.read_table(p) for p in parts[:expected]]
-    dropped = pa.concat_tables(tables) if tables else DROPPED_SCHEMA.empty_table()
-    shards.write_parquet_atomic(dropped, pool_dir / DROPPED_FILE)
+def finish_with_dropped(directory: Path, writer: shards.ShardWriter, stats: dict, schema: pa.Schema) -> shards.Manifest:
+    """Join the per-shard dropped files into one, record it, and mark the output complete."""
+    parts = sorted((directory / DROPPED_DIR).glob("chunk-*.parquet"))  # none when the folder is missing
+    tables = [pq.read_table(p) for p in parts[:len(writer.manifest.shards)]]
+    dropped = pa.concat_tables(tables) if tables else schema.empty_table()
+    shards.write_parquet_atomic(dropped, directory / DROPPED_FILE)
     stats["dropped_rows_file"] = DROPPED_FILE
-    stats["dropped_rows_sha256"] = shards.sha256_file(pool_dir / DROPPED_FILE)
+    stats["dropped_rows_sha256"] = shards.sha256_file(directory / DROPPED_FILE)
     manifest = writer.finish(stats)
-    shutil.rmtree(pool_dir / DROPPED_DIR, ignore_errors=True)
+    shutil.rmtree(directory / DROPPED_DIR, ignore_errors=True)
     return manifest
 
 
-def run_embed(candidates_dir: str | os.PathLike, pool_dir: str | os.PathLike, config: EmbedConfig,
-              encoder: TextEncoder) -> shards.Manifest:
-    candidates_dir, pool_dir = Path(candidates_dir), Path(pool_dir)
-    if candidates_dir.resolve() == pool_dir.resolve():
-        raise UserError("the pool must go to its own directory, not the candidates directory")
-    fingerprint = _input_fingerprint(candidates_dir)
-    # built before the run config so that the algorithm and its index parameters are recorded there
-    expected_rows = fingerprint["rows"] if config.target_rows is None else min(config.target_rows,
-                                                                               fingerprint["rows"])
-    deduper = make_deduper(config.dedup_method, encoder.dim, config.dedup_threshold, config.dedup_block_rows,
-                           encoder.device, expected_rows,
-                           ivf={"nlist": config.ivf_lists, "nprobe": config.ivf_probes,
-                                "train_rows": config.ivf_training_rows})
-    dedup = {"method": config.dedup_method, "threshold": config.dedup_threshold, "algorithm": deduper.method(),
-             "order": "input order; a row is kept when its cosine to every earlier kept row is below the threshold"}
-    run_config = {"stage": "embed", "embed": config.to_json(), "encoder": encoder.describe(), "dedup": dedup,
-                  "input": fingerprint}
-    writer = shards.ShardWriter(pool_dir, "pool", run_config, embedding_dim=encoder.dim)
-    manifest = writer.manifest
-    stats = dict(manifest.stats) or _empty_stats(fingerprint["rows"], config)
-    if manifest.complete:
-        log.info("%s is complete (%d rows); nothing to do", pool_dir, manifest.rows)
-        shutil.rmtree(pool_dir / DROPPED_DIR, ignore_errors=True)  # left by a kill just after finishing
-        return manifest
+def write_dropped_part(directory: Path, writer: shards.ShardWriter, table: pa.Table) -> None:
+    """The dropped rows of the shard about to be written (its manifest entry commits both)."""
+    (directory / DROPPED_DIR).mkdir(exist_ok=True)
+    shards.write_parquet_atomic(table, directory / DROPPED_DIR / f"chunk-{len(writer.manifest.shards):05d}.parquet")
 
-    kept_ids: list[str] = []
-    for table in shards.iter_shards(pool_dir, "pool"):  # resume: reload what earlier runs kept
-        deduper.add_kept(embedding_matrix(table))
-        kept_ids.extend(table.column("id").to_pylist())
+
+def run_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, config, encoder) -> shards.Manifest:
+    """config: the [embed] table (encoders.base.EncoderConfig); encoder: the loaded TextEncoder."""
+    candidates_dir, out_dir = Path(candidates_dir), Path(out_dir)
+    if candidates_dir.resolve() == out_dir.resolve():
+        raise UserError("the vectors must go to their own directory, not the candidates directory")
+    candidates = shards.read_manifest(candidates_dir, "candidates")
+    fingerprint = input_fingerprint(candidates_dir, "candidates")
+    text_column = candidates.text_column
+    # the source's settings and counts travel on to the pool: the card reads them there
+    run_config = {"stage": "embed", "embed": config.model_dump(mode="json"), "encoder": encoder.describe(),
+                  "input": fingerprint, "source": recorded_source(candidates.config),
+                  "source_stats": candidates.stats}
+    schema = vectors_schema(candidates.schema, encoder.dim)
+    writer = shards.ShardWriter(out_dir, "vectors", run_config, embedding_dim=encoder.dim, schema=schema,
+                                text_column=text_column)
+    stats = dict(writer.manifest.stats) or {"input_rows": fingerprint["rows"], "input_rows_done": 0, "rows": 0,
+                                            **{f"dropped_{r}": 0 for r in REASONS}}
+    if writer.manifest.complete:
+        log.info("%s is complete (%d rows); nothing to do", out_dir, writer.manifest.rows)
+        shutil.rmtree(out_dir / DROPPED_DIR, ignore_errors=True)  # left by a kill just after finishing
+        return writer.manifest
+
+    seen: set[str] = set()  # ids of every earlier candidate row, written or dropped
+    for table in shards.iter_shards(out_dir, "vectors"):
+        seen.update(table.column("id").to_pylist())
+    for part in sorted((out_dir / DROPPED_DIR).glob("chunk-*.parquet"))[:len(writer.manifest.shards)]:
+        seen.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
     if writer.resumed_shards:
-        log.info("resuming %s: %d candidates done, %d rows kept", pool_dir, stats["input_rows_done"], len(kept_ids))
-    kept_id_set = set(kept_ids)
-    (pool_dir / DROPPED_DIR).mkdir(exist_ok=True)
-    schema = pool_schema(encoder.dim)
+        log.info("resuming %s: %d candidates done", out_dir, stats["input_rows_done"])
 
-    bar = tqdm(total=fingerprint["rows"], initial=stats["input_rows_done"], unit="row", desc="embed",
-               disable=False)  # the runner shows it as the stage's progress line
+    bar = tqdm(total=fingerprint["rows"], initial=stats["input_rows_done"], unit="row", desc="embed")
     for start, chunk in _iter_chunks(candidates_dir, config.chunk_rows, stats["input_rows_done"]):
-        limit = None if config.target_rows is None else config.target_rows - stats["kept"]
-        if limit is not None and limit <= 0:
-            break
         ids = chunk.column("id").to_pylist()
-        texts = chunk.column("instruction").to_pylist()
+        texts = chunk.column(text_column).to_pylist()
         dropped: list[dict] = []
-
-        def drop(position, reason, duplicate_of=None, cosine=None):
-            dropped.append({"id": ids[position], "input_index": start + position, "reason": reason,
-                            "duplicate_of": duplicate_of, "cosine": cosine})
-
-        fresh, seen = [], set()
-        for position, row_id in enumerate(ids):  # same text (after normalization) as a kept row
-            if row_id in kept_id_set or row_id in seen:
-                drop(position, DUPLICATE_ID, duplicate_of=row_id)
+        fresh = []
+        for position, row_id in enumerate(ids):  # the same text (after normalization) as an earlier row
+            if row_id in seen:
+                dropped.append({"id": row_id, "input_index": start + position, "reason": DUPLICATE_ID,
+                                "duplicate_of": row_id})
             else:
                 seen.add(row_id)
                 fresh.append(position)
         vectors = encode_texts(encoder, [texts[p] for p in fresh], config)
-        valid, valid_rows = [], []  # chunk positions and rows of `vectors` of the usable vectors
+        usable, usable_rows = [], []  # chunk positions and rows of `vectors` of the usable vectors
         for row, (position, reason) in enumerate(zip(fresh, invalid_reasons(vectors))):
             if reason:
-                drop(position, reason)
+                dropped.append({"id": ids[position], "input_index": start + position, "reason": reason,
+                                "duplicate_of": None})
             else:
-                valid.append(position)
-                valid_rows.append(row)
-        valid_vectors = vectors[valid_rows]
-        result = deduper.process(valid_vectors, limit=limit)
-        stop_at = valid[result.processed] if result.processed < len(valid) else len(ids)
-        kept_rows = np.flatnonzero(result.keep)  # rows of valid_vectors (and indices into valid)
-        kept_positions = [valid[k] for k in kept_rows]
-        kept_ids.extend(ids[p] for p in kept_positions)  # before the duplicates: they may name a row kept here
-        kept_id_set.update(ids[p] for p in kept_positions)
-        for k in np.flatnonzero(~result.keep):
-            drop(valid[k], DUPLICATE, duplicate_of=kept_ids[result.duplicate_of[k]], cosine=float(result.cosine[k]))
-        dropped = sorted((d for d in dropped if d["input_index"] < start + stop_at),
-                         key=lambda d: d["input_index"])
-        pool_table = _pool_table(chunk.take(pa.array(kept_positions, type=pa.int64())), valid_vectors[kept_rows],
-                                 encoder.name, schema)
-
-        stats["input_rows_done"] = start + stop_at
-        stats["kept"] += len(kept_positions)
+                usable.append(position)
+                usable_rows.append(row)
+        table = with_vectors(chunk.take(pa.array(usable, type=pa.int64())), vectors[usable_rows], encoder.name,
+                             schema)
+        stats["input_rows_done"] = start + chunk.num_rows
+        stats["rows"] += table.num_rows
         for d in dropped:
             stats[f"dropped_{d['reason']}"] += 1
-        stats["target_reached"] = config.target_rows is not None and stats["kept"] >= config.target_rows
-        # the chunk's dropped rows first, then its shard: the shard's manifest entry commits both
-        shards.write_parquet_atomic(pa.Table.from_pylist(dropped, schema=DROPPED_SCHEMA),
-                                    pool_dir / DROPPED_DIR / f"chunk-{len(writer.manifest.shards):05d}.parquet")
-        writer.write(pool_table, stats)
-        bar.update(stop_at)
-        bar.set_postfix(kept=stats["kept"], dropped=sum(stats[f"dropped_{r}"] for r in REASONS))
-        if stats["target_reached"]:
-            break
+        dropped.sort(key=lambda d: d["input_index"])
+        write_dropped_part(out_dir, writer, pa.Table.from_pylist(dropped, schema=DROPPED_SCHEMA))
+        writer.write(table, stats)
+        bar.update(chunk.num_rows)
+        bar.set_postfix(dropped=sum(stats[f"dropped_{r}"] for r in REASONS))
     bar.close()
-    manifest = _finish(pool_dir, writer, stats)
-    log.info("pool %s: %d rows kept of %d candidates read (%s)", pool_dir, stats["kept"], stats["input_rows_done"],
+    manifest = finish_with_dropped(out_dir, writer, stats, DROPPED_SCHEMA)
+    log.info("vectors %s: %d rows of %d candidates (%s)", out_dir, stats["rows"], stats["input_rows_done"],
              ", ".join(f"{r}: {stats[f'dropped_{r}']}" for r in REASONS))
-    if config.target_rows is not None and not stats["target_reached"]:
-        log.warning("the pool holds %d rows, short of target_rows=%d: generate more candidates and re-run",
-                    stats["kept"], config.target_rows)
     return manifest

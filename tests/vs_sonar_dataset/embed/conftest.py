@@ -45,13 +45,13 @@ def train_texts(tiny_sonar) -> list[str]:
 
 @pytest.fixture(scope="session")
 def encoder(tiny_sonar):
-    from vs_sonar_dataset.embed.encoders import SonarTextEncoder
+    from vs_sonar_dataset.encoders.sonar import SonarTextEncoder
 
     return SonarTextEncoder.load("tiny_sonar_encoder", device="cpu", asset_dir=str(tiny_sonar))
 
 
 @pytest.fixture(scope="session")
 def decoder(tiny_sonar):
-    from vs_sonar_dataset.embed.encoders import SonarTextDecoder
+    from vs_sonar_dataset.encoders.sonar import SonarTextDecoder
 
     return SonarTextDecoder("tiny_sonar_decoder", device="cpu", asset_dir=str(tiny_sonar))

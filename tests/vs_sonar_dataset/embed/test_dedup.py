@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vs_sonar_dataset.embed.config import load_embed_config
+from vs_sonar_dataset.config import load_table
 from vs_sonar_dataset.embed.dedup import METHOD_IVF, ExactDeduper, IVFDeduper, make_deduper
 
 THRESHOLD = 0.95
@@ -214,8 +214,8 @@ def test_make_deduper_resolves_auto(method, device, rows, expected):
 @pytest.mark.parametrize("method", ["exact", "ivf", "auto"])
 def test_config_accepts_the_methods(tmp_path, method):
     path = tmp_path / "run.toml"
-    path.write_text(f'[embed]\ndedup_method = "{method}"\n')
-    assert load_embed_config(path).dedup_method == method
+    path.write_text(f'[dedup]\nmethod = "{method}"\n')
+    assert load_table(path, "dedup").method == method
 
 
 def test_ivf_exact_phase_in_sub_chunks_decides_the_same(clustered, exact_and_ivf, monkeypatch):

@@ -85,7 +85,7 @@ def toml_value(value) -> str:
 
 
 def write_config(path: Path, table: dict, extra_tables: str = "") -> Path:
-    lines = ["[generate]"] + [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    lines = ["[source]"] + [f"{k} = {toml_value(v)}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n" + extra_tables)
     return path
 

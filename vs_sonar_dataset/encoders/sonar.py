@@ -1,57 +1,47 @@
-"""Text encoders (and the decoder the model checks need) behind a small interface.
+"""SONAR text encoder (and the decoder the model checks use), through sonar's own pipelines.
 
-The stage only needs `name`, `dim`, `device`, `token_lengths(texts)`, `encode_batch(texts)` and `describe()`,
-so a Hugging Face or sentence-transformers encoder can be added as another class without touching it.
-
-SONAR models load by fairseq2 asset card name: the real `text_sonar_basic_encoder` (weights fetched by
-fairseq2 on first use) or a card from a local asset directory (`asset_dir`, read through
-FAIRSEQ2_USER_ASSET_DIR with file:// checkpoints). The model is created on the chosen device in the chosen
-dtype by fairseq2 and then handed to sonar's pipeline as an object: sonar does not move or cast model
-objects itself.
+Models load by fairseq2 asset card name: the real `text_sonar_basic_encoder` (weights fetched by fairseq2 on
+first use) or a card from a local asset directory (`asset_dir`, read through FAIRSEQ2_USER_ASSET_DIR with
+file:// checkpoints). The model is created on the chosen device in the chosen dtype by fairseq2 and then handed
+to sonar's pipeline as an object: sonar does not move or cast model objects itself.
 """
 
+import copy
 import logging
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Literal
 
 import numpy as np
 
 from ..errors import UserError
+from ..devices import resolve_device
+from ._torch_util import dtype_name, resolve_dtype
+from .base import EncoderConfig
+
+KIND = "sonar"
+HAS_DECODER = True  # model checks decode vectors back to text and re-encode them
+# for the card: SONAR's repository releases its code under MIT and gives each model its own license
+DEFAULT_LICENSE = ("per model, see SONAR's LICENSE.md (code MIT; some SONAR models are MIT, others CC BY-NC 4.0): "
+                   "check the card you use")
+CITATION = """@article{duquenne2023sonar,
+  title   = {SONAR: Sentence-Level Multimodal and Language-Agnostic Representations},
+  author  = {Duquenne, Paul-Ambroise and Schwenk, Holger and Sagot, Beno{\\^i}t},
+  journal = {arXiv preprint arXiv:2308.11466},
+  year    = {2023}
+}"""
+LIMITATION = ("SONAR embeddings are capped at 512 tokens and are lossy: decoding a vector returns a paraphrase at "
+              "best. The round-trip figures above measure how lossy for this data.")
 
 log = logging.getLogger("vs_sonar.embed")
 
-_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
-
-class TextEncoder(Protocol):
-    name: str
-    dim: int
-    device: str
-
-    def token_lengths(self, texts: list[str]) -> list[int]: ...
-
-    def encode_batch(self, texts: list[str]) -> np.ndarray: ...  # float32 [len(texts), dim]
-
-    def describe(self) -> dict: ...
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        dtype = "fp16" if device.startswith("cuda") else "fp32"
-    return getattr(torch, _DTYPES[dtype])
+class Config(EncoderConfig):
+    kind: Literal[KIND] = KIND
+    model: str = "text_sonar_basic_encoder"  # fairseq2 asset card name
+    tokenizer: str | None = None  # None: the model's card (SONAR cards carry both)
+    source_lang: str = "eng_Latn"
+    asset_dir: str | None = None  # a local folder of asset cards (FAIRSEQ2_USER_ASSET_DIR)
 
 
 def use_asset_dir(asset_dir: str | os.PathLike | None) -> None:
@@ -94,6 +84,26 @@ def load_sonar_tokenizer(name: str):
     return _load("tokenizer", name, load_tokenizer)
 
 
+def _source_encoder(tokenizer, tokenizer_name: str, source_lang: str):
+    try:
+        return tokenizer.create_encoder(lang=source_lang, mode="source")
+    except Exception as e:
+        raise UserError(f"tokenizer {tokenizer_name!r} does not know source_lang {source_lang!r}: {e}") from None
+
+
+def model_token_cap(name: str) -> int | None:
+    """The longest input the encoder card's model takes (its position table), read from the card's config
+    without loading weights; None when the model has no position table."""
+    from sonar.models.sonar_text import get_sonar_text_encoder_hub
+    from sonar.models.sonar_text.factory import SonarTextEncoderFactory
+
+    config = _load("model", name, get_sonar_text_encoder_hub().get_model_config)
+    if config.no_token_positional_embeddings:
+        return None
+    # the factory widens the table of fairseq-trained models by pad_idx + 1 (on the config it is given)
+    return SonarTextEncoderFactory(copy.deepcopy(config)).config.max_seq_len
+
+
 class SonarTextEncoder:
     """sonar's TextToEmbeddingModelPipeline; vectors come back as fp32 on the CPU."""
 
@@ -113,11 +123,7 @@ class SonarTextEncoder:
         pos = model.encoder_frontend.pos_encoder
         model_cap = pos.max_seq_len if pos is not None else None
         self.max_tokens = min(max_tokens, model_cap) if model_cap else max_tokens
-        try:
-            self._token_encoder = tokenizer.create_encoder(lang=source_lang, mode="source")
-        except Exception as e:
-            raise UserError(f"tokenizer {self.tokenizer_name!r} does not know source_lang {source_lang!r}: {e}") \
-                from None
+        self._token_encoder = _source_encoder(tokenizer, self.tokenizer_name, source_lang)
         self.dim = int(self.encode_batch(["probe"]).shape[1])
 
     @classmethod
@@ -129,7 +135,7 @@ class SonarTextEncoder:
         device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device)
         model = load_sonar_model(encoder, device, torch_dtype)
-        tokenizer = tokenizer or encoder  # for callers without an EmbedConfig (whose tokenizer_name says the same)
+        tokenizer = tokenizer or encoder
         return cls(model, load_sonar_tokenizer(tokenizer), encoder, tokenizer, source_lang, device, torch_dtype,
                    max_tokens)
 
@@ -142,9 +148,9 @@ class SonarTextEncoder:
         return vectors.float().cpu().numpy()
 
     def describe(self) -> dict:
-        return {"kind": "sonar", "name": self.name, "tokenizer": self.tokenizer_name,
+        return {"kind": KIND, "name": self.name, "tokenizer": self.tokenizer_name,
                 "source_lang": self.source_lang, "dim": self.dim, "max_tokens": self.max_tokens,
-                "compute_dtype": str(self.dtype).removeprefix("torch."), "storage_dtype": "float32"}
+                "compute_dtype": dtype_name(self.dtype), "storage_dtype": "float32"}
 
 
 class SonarTextDecoder:
@@ -176,7 +182,29 @@ class SonarTextDecoder:
                                      step_processors=[NGramRepeatBlockProcessor(ngram_size=3)])
 
 
-def make_encoder(config) -> TextEncoder:
-    """The encoder an EmbedConfig asks for."""
-    return SonarTextEncoder.load(config.encoder, config.tokenizer_name, config.source_lang, config.device,
-                                 config.dtype, config.max_tokens, config.asset_dir)
+def default_decoder_name(encoder: str) -> str:
+    """SONAR cards come in pairs: text_sonar_basic_encoder / text_sonar_basic_decoder."""
+    return encoder[: -len("encoder")] + "decoder" if encoder.endswith("encoder") else "text_sonar_basic_decoder"
+
+
+def load(config: Config) -> SonarTextEncoder:
+    return SonarTextEncoder.load(config.model, config.tokenizer, config.source_lang, config.device, config.dtype,
+                                 config.max_tokens, config.asset_dir)
+
+
+def token_counter(config: Config):
+    """Tokens per text as the encoder counts them (language token and end of sentence included, truncated at
+    max_tokens and at the model's position table), from the tokenizer and the card's config only."""
+    use_asset_dir(config.asset_dir)
+    name = config.tokenizer or config.model
+    encode = _source_encoder(load_sonar_tokenizer(name), name, config.source_lang)
+    model_cap = model_token_cap(config.model)
+    cap = min(config.max_tokens, model_cap) if model_cap else config.max_tokens
+    return lambda texts: [min(len(encode(t)), cap) for t in texts]
+
+
+def load_decoder(config: Config, check) -> SonarTextDecoder:
+    """check.decoder, else the encoder card's partner (`*_encoder` -> `*_decoder`); same cards, device and
+    dtype; it writes in the source language."""
+    return SonarTextDecoder(check.decoder or default_decoder_name(config.model), None, config.source_lang,
+                            config.device, config.dtype, config.asset_dir)

