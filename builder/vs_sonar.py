@@ -39,7 +39,7 @@ class VsSonar(datasets.ArrowBasedBuilder):
             raise ValueError("pass pool_dir=... (a pool written by `vs-sonar embed` or `vs-sonar synth-pool`)")
         pool = read_manifest(self.config.pool_dir, "pool")
         return datasets.DatasetInfo(
-            description="Meta-cognitive math instructions (Verbalized Sampling, GSM8K-seeded) with SONAR embeddings",
+            description=f"Texts ({pool.text_column}) with their embeddings, from a vs-sonar pool",
             features=datasets.Features.from_arrow_schema(pool.schema),
         )
 

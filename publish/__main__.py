@@ -1,12 +1,13 @@
 """python -m publish --pool POOL --out RELEASE [--push --repo org/vs-sonar] — see --help."""
 
 import argparse
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-from vs_sonar_dataset.errors import UserError, run_command
+from vs_sonar_dataset.errors import CHECKS_FAILED_EXIT, UserError, run_command
 from vs_sonar_dataset.release import add_build_options
 
 
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from vs_sonar_dataset.release import build_release, build_settings
+    from vs_sonar_dataset.card import render_card
+    from vs_sonar_dataset.release import RELEASE_MANIFEST, build_release, build_settings
     from vs_sonar_dataset.verify import summary, verify_release
 
     if args.run:
@@ -61,8 +63,9 @@ def run(args) -> int:
                       fixture_models=s["fixture_models"], pool_digests=digests)
         report = verify_release(release, args.pool, args.model_checks, pool_digests=digests)
         print(summary(report, time.monotonic() - started))
+        render_card(release, json.loads((release / RELEASE_MANIFEST).read_text()), report)  # with the results
         if not report["passed"]:
-            return 1
+            return CHECKS_FAILED_EXIT
     elif not args.push:
         raise UserError("nothing to do: give --pool POOL to build and verify, and/or --push to publish")
     if args.push:

@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from vs_sonar_dataset.card import CARD_MARKER
+from vs_sonar_dataset.card import CARD, CARD_MARKER, card_is_current
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.release import RELEASE_MANIFEST
 from vs_sonar_dataset.shards import sha256_file
@@ -39,6 +39,9 @@ def check_release(release: Path, allow_synthetic: bool, allow_fixture: bool) -> 
     if changed:
         raise UserError(f"{release}: files changed since verify ({', '.join(changed[:5])}"
                         f"{'…' if len(changed) > 5 else ''}); verify again before pushing")
+    if not card_is_current(release):
+        raise UserError(f"{release}: README.md is not the card of this verified release; run "
+                        f"`vs-sonar card {release}` before pushing")
     manifest = json.loads((release / RELEASE_MANIFEST).read_text())
     if manifest["pool"]["synthetic"] and not allow_synthetic:
         raise UserError("this release was built from a synthetic pool; pass --allow-synthetic to push it anyway")
@@ -173,7 +176,7 @@ def _push(api, release: Path, repo: str, manifest: dict, report: dict, private: 
         raise UserError(f"{repo} has a README.md that vs-sonar did not write; pass --force to replace it")
     remote = {f.path: f for f in api.list_repo_tree(repo, repo_type="dataset", revision=branch, recursive=True)
               if hasattr(f, "blob_id")}
-    local = sorted(report["files"]) + [REPORT]
+    local = sorted([*report["files"], CARD]) + [REPORT]  # the verified files, their card (checked), the report
     added = [p for p in local if not _same(release / p, remote.get(p))]
     deleted = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
     if not added and not deleted:

@@ -9,21 +9,13 @@ import sys
 
 from .envs import runs_here, stage_python
 from .errors import run_command
+from .pipeline import STAGES
 
-# name -> module; the commands in COMMAND_STAGE run in that model stage's environment
-COMMANDS = {
-    "source": "vs_sonar_dataset.sources.cli",
-    "embed": "vs_sonar_dataset.embed.cli",
-    "dedup": "vs_sonar_dataset.embed.dedup_cli",
-    "synth-pool": "vs_sonar_dataset.synth",
-    "build": "vs_sonar_dataset.release",
-    "verify": "vs_sonar_dataset.verify",
-    "model-check": "vs_sonar_dataset.embed.model_checks_cli",
-    "run": "vs_sonar_dataset.run",
-}
+# every stage's command, in pipeline order, then the tools around them: name -> module. A command runs in
+# the environment its module names (ENVIRONMENT, or environment(args) where a plug-in decides)
+COMMANDS = {**{stage.name: stage.module for stage in STAGES},
+            "run": "vs_sonar_dataset.run", "synth-pool": "vs_sonar_dataset.synth"}
 ALIASES = {"source": ["generate"]}  # the source command's first name
-COMMAND_STAGE = {"embed": "embed", "dedup": "embed", "model-check": "embed"}  # a module may say instead, from
-# its arguments, with environment(args): the source command runs where its plug-in needs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def action() -> int:
         module = args._module
-        stage = module.environment(args) if hasattr(module, "environment") else COMMAND_STAGE.get(args.command)
+        stage = module.environment(args) if hasattr(module, "environment") else getattr(module, "ENVIRONMENT", None)
         if stage and stage != "main" and not runs_here(stage):
             python = stage_python(stage)
             logging.getLogger("vs_sonar").debug("running %s in %s", args.command, python)

@@ -100,6 +100,9 @@ def table_model(table: str, values: dict) -> type[Table]:
     """The model of a table: fixed, or the Config of the plug-in its `kind` names."""
     if table in FIXED_TABLES:
         return FIXED_TABLES[table]
+    if not isinstance(values.get("kind", ""), str):
+        raise UserError(f"[{table}] kind: expected a string such as \"{DEFAULT_SOURCE if table == 'source' else DEFAULT_ENCODER}\" "
+                        f"(got {values['kind']!r})")
     if table == "source":
         from .sources import source_plugin
 
@@ -113,7 +116,11 @@ def table_model(table: str, values: dict) -> type[Table]:
 
 def parse(table: str, values: dict, where: str = "") -> Table:
     """One table's model from its TOML values (flags already merged in)."""
-    return parse_table(table_model(table, values), values, f"{where}[{table}]" if not where else f"{where} [{table}]")
+    try:
+        model = table_model(table, values)
+    except UserError as e:  # an unknown or malformed kind: name the file too
+        raise UserError(f"{where}: {e}" if where else str(e)) from None
+    return parse_table(model, values, f"{where}[{table}]" if not where else f"{where} [{table}]")
 
 
 def load_table(path, table: str, overrides: dict | None = None) -> Table:
@@ -136,9 +143,12 @@ def parse_assignment(text: str) -> tuple[str, object]:
     if not sep or not key.strip():
         raise UserError(f"--set {text!r}: expected KEY=VALUE, such as threshold=0.9")
     try:
-        return key.strip(), tomllib.loads(f"v = {value}")["v"]
+        parsed = tomllib.loads(f"v = {value}")
     except tomllib.TOMLDecodeError:
         return key.strip(), value
+    if set(parsed) != {"v"}:  # a value with a line break would set other keys
+        raise UserError(f"--set {text!r}: one value per --set, on one line")
+    return key.strip(), parsed["v"]
 
 
 def add_config_arguments(parser, table: str, config_flag: bool = True) -> None:

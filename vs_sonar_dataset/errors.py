@@ -21,6 +21,7 @@ class ShardError(UserError):
 
 USER_ERROR_EXIT = 2
 BUG_EXIT = 1
+CHECKS_FAILED_EXIT = 3  # verify or model-check ran to the end and the release failed: not a crash
 
 # errno -> what happened and what to do about it
 _OS_ADVICE = {

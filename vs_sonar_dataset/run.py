@@ -1,5 +1,5 @@
-"""`vs-sonar run CONFIG.toml --out RUN_DIR`: source -> embed -> dedup -> build -> model checks -> verify, each
-stage in its own environment.
+"""`vs-sonar run CONFIG.toml --out RUN_DIR`: source -> embed -> dedup -> build -> model checks -> verify -> card,
+each stage in its own environment.
 
 RUN_DIR/
     config.toml          the configuration, with {run_dir} resolved (a later call may bring an edited one)
@@ -9,7 +9,7 @@ RUN_DIR/
     candidates/          the source's shards + manifest
     vectors/             embed's shards + manifest (every candidate's vector)
     pool/                dedup's shards + manifest
-    release/             the release folder (with model_checks.json and verify_report.json)
+    release/             the release folder (with model_checks.json, verify_report.json and the final card)
 
 A stage is current when run.json records that its output was made from the present digest of each config
 table it reads and of each input it reads, and the output is still what it wrote. Only stages that are not
@@ -26,22 +26,20 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .config import load_config, read_document, table_digest
 from .console import StageConsole
 from .envs import REPO_ROOT, python_for
-from .errors import UserError
+from .errors import CHECKS_FAILED_EXIT, UserError
 from .outputs import check_output_dir
-from .release import MODEL_CHECKS, RELEASE_MANIFEST
-from .shards import MANIFEST, sha256_file, write_json_atomic
+from .pipeline import STAGES, Stage
+from .release import RELEASE_MANIFEST
+from .shards import sha256_file, write_json_atomic
 
 HELP = ("run every stage from the source to a verified release; re-runs only the stages whose settings or "
         "inputs changed, and resumes an interrupted one. Then publish with python -m publish --run")
 log = logging.getLogger("vs_sonar.run")
-
 
 
 def fixture_environments() -> dict[str, str]:
@@ -57,43 +55,6 @@ def fixture_environments() -> dict[str, str]:
     return found
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    tables: tuple[str, ...]  # config tables its output depends on
-    inputs: tuple[str, ...]  # earlier stages whose outputs it reads
-    output: str  # inside RUN_DIR: the folder or file it writes
-    record: str  # inside RUN_DIR: the file that identifies what it wrote
-    environment: Callable[[dict], str | None]  # from the parsed config
-    args: Callable[["Runner"], list[str]]  # the `vs-sonar` command line
-    ok_codes: tuple[int, ...] = (0,)
-
-
-def _source_environment(config) -> str | None:
-    from .sources import source_plugin
-
-    environment = source_plugin(config["source"].kind).ENVIRONMENT
-    return None if environment == "main" else environment
-
-
-STAGES = (
-    Stage("source", ("source",), (), "candidates", f"candidates/{MANIFEST}", _source_environment,
-          lambda r: ["source", str(r.config_path), "--out", str(r.path("candidates")), *r.source_flags]),
-    Stage("embed", ("embed",), ("source",), "vectors", f"vectors/{MANIFEST}", lambda c: "embed",
-          lambda r: ["embed", str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag]),
-    Stage("dedup", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}", lambda c: "embed",
-          lambda r: ["dedup", str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag]),
-    Stage("build", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}", lambda c: None,
-          lambda r: ["build", str(r.path("pool")), "--out", str(r.path("release")), *r.config_flag]),
-    # exit 1: the checks ran and failed, which verify reports; anything else is a crash
-    Stage("model-check", ("model_check", "embed"), ("build",), f"release/{MODEL_CHECKS}",
-          f"release/{MODEL_CHECKS}", lambda c: "embed",
-          lambda r: ["model-check", str(r.path("release")), *r.config_flag], ok_codes=(0, 1)),
-    Stage("verify", (), ("build", "model-check"), "release/verify_report.json", "release/verify_report.json",
-          lambda c: None, lambda r: ["verify", str(r.path("release")), "--pool", str(r.path("pool"))]),
-)
-
-
 class Runner:
     def __init__(self, config_path, run_dir, gsm8k: str | None = None, verbose: bool = False):
         self.run_dir = Path(run_dir).resolve()
@@ -101,7 +62,8 @@ class Runner:
         self.verbose = verbose
         self.config_path = self.run_dir / "config.toml"
         self.state_path = self.run_dir / "run.json"
-        self.source_flags = ["--gsm8k", gsm8k] if gsm8k else []
+        self.gsm8k = gsm8k
+        self.source_flags: list[str] = []
         self.config_flag = ["--config", str(self.config_path)]
 
     def path(self, name: str) -> Path:
@@ -118,11 +80,7 @@ class Runner:
         scratch.write_text(text)
         try:  # every table checked before any work, and before the run folder changes
             self.config = load_config(scratch)
-            if self.source_flags:
-                from .config import parse
-
-                values = {**read_document(scratch).get("source", {}), "gsm8k": self.source_flags[1]}
-                self.config["source"] = parse("source", values, f"{self.source} (--gsm8k)")
+            self.resolve_gsm8k(read_document(scratch).get("source", {}))
         finally:
             scratch.unlink()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +88,22 @@ class Runner:
         if not self.config_path.exists() or self.config_path.read_text() != text:
             self.config_path.write_text(text)
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
+
+    def resolve_gsm8k(self, values: dict) -> None:
+        """--gsm8k, else $VS_SONAR_GSM8K, wins over [source] gsm8k (vs_gsm8k only), as an absolute path when it
+        is one: the source runs in another folder, and the digest must name what it reads."""
+        from .config import parse
+        from .generate.problems import resolve_gsm8k_location
+
+        gsm8k = resolve_gsm8k_location(self.gsm8k)
+        if not gsm8k or self.config["source"].kind != "vs_gsm8k":
+            if self.gsm8k:
+                raise UserError(f"--gsm8k is for [source] kind = \"vs_gsm8k\", not {self.config['source'].kind!r}")
+            return
+        if Path(gsm8k).exists():
+            gsm8k = str(Path(gsm8k).resolve())
+        self.config["source"] = parse("source", {**values, "gsm8k": gsm8k}, f"{self.source} (--gsm8k)")
+        self.source_flags = ["--gsm8k", gsm8k]
 
     def record(self, stage: str, **entry) -> None:
         self.state["stages"][stage] = {**self.state["stages"].get(stage, {}), **entry,
@@ -142,7 +116,10 @@ class Runner:
         for name in stage.inputs:
             record = self.path(next(s.record for s in STAGES if s.name == name))
             inputs[name] = sha256_file(record) if record.is_file() else None
-        return {"tables": {t: table_digest(self.config[t]) for t in stage.tables}, "inputs": inputs}
+        made_from = {"tables": {t: table_digest(self.config[t]) for t in stage.tables}, "inputs": inputs}
+        if stage.extra:
+            made_from["extra"] = stage.extra(self)
+        return made_from
 
     def why_run(self, stage: Stage, made_from: dict) -> str | None:
         """None when the stage is current, else why it runs."""
@@ -152,6 +129,7 @@ class Runner:
             return "not run yet"
         changed = [f"[{t}]" for t, d in made_from["tables"].items() if before["tables"].get(t) != d]
         changed += [f"{n} output" for n, d in made_from["inputs"].items() if before["inputs"].get(n) != d]
+        changed += [f"its input {n}" for n, d in made_from.get("extra", {}).items() if before.get("extra", {}).get(n) != d]
         if changed:
             return f"{', '.join(changed)} changed"
         if entry.get("status") != "done":
@@ -226,18 +204,25 @@ class Runner:
                 print(f"stage {stage.name}: current, skipped", flush=True)
                 continue
             before = self.state["stages"].get(stage.name, {}).get("made_from")
-            if before is not None and before != made_from:
-                self.remove_output(stage)  # made from other settings or inputs: start over, do not resume
+            if before != made_from:
+                self.remove_output(stage)  # made from other settings or inputs, or unknown ones: start over
             print(f"stage {stage.name}: running ({why}; log: {self.run_dir / 'logs' / f'{stage.name}.log'})",
                   flush=True)
             self.record(stage.name, status="running", made_from=made_from, log=f"logs/{stage.name}.log")
-            seconds = self.execute(stage.name, stage.environment(self.config), stage.args(self), stage.ok_codes)
+            seconds = self.execute(stage.name, stage.environment(self.config), [stage.name, *stage.args(self)],
+                                   stage.ok_codes)
+            if not self.path(stage.record).is_file():
+                self.record(stage.name, status="failed (no output)", seconds=round(seconds, 1))
+                raise UserError(f"stage {stage.name} ended without writing {self.path(stage.record)}; see "
+                                f"{self.run_dir / 'logs' / f'{stage.name}.log'}")
             self.record(stage.name, status="done", seconds=round(seconds, 1),
                         output_sha256=sha256_file(self.path(stage.record)))
             ran.append(stage.name)
         return not ran
 
     def remove_output(self, stage: Stage) -> None:
+        if stage.name == "build":  # a killed build's work folder goes with it
+            shutil.rmtree(self.path("release.partial"), ignore_errors=True)
         output = self.path(stage.output)
         if output.is_dir():
             shutil.rmtree(output)
@@ -276,4 +261,4 @@ def main(args) -> int:
     print(f"release {status} at {release}: {verdict}")
     if report["passed"]:
         print(f"publish with: python -m publish --run {args.out} --push --repo ORG/NAME")
-    return 0 if report["passed"] else 1
+    return 0 if report["passed"] else CHECKS_FAILED_EXIT

@@ -4,11 +4,12 @@ Every config is loaded with datasets.load_dataset(RELEASE, config) (streamed abo
 checked: split sizes, features exactly fixed_size_list<float32>[dim], no NaN/inf, ids unique and in one split
 only, nesting (each smaller config is a prefix of each larger one, split by split), every row bitwise equal to the
 pool row with its id, stats recomputed equal. Then the card's YAML is parsed by huggingface_hub and datasets.
-Model checks (SONAR alignment and round trip) come from model_checks.json, written by `vs-sonar model-check` in
-the embed environment.
+Model checks (alignment, and the round trip for encoders with a decoder) come from model_checks.json, written
+by `vs-sonar model-check` in the embed environment.
 
-The report (verify_report.json) lists every check and the xxh3-128 checksum of every file of the release;
-publish pushes only a release whose files still match it. Verify removes the old report before anything else, so
+Verify only reads the release and writes its report (verify_report.json), which lists every check and the
+xxh3-128 checksum of every file but the card; `vs-sonar card` then writes the card with the results, and
+publish pushes only a release whose files still match the report and whose card is exactly that card. Verify removes the old report before anything else, so
 a verify that stops early leaves none. A damaged file (a data file missing, truncated or not Parquet, a stats
 file missing or not JSON) is a failed check that names it, never a traceback. The report holds no times: two
 verifies of the same release write the same bytes.
@@ -33,8 +34,9 @@ import pyarrow.parquet as pq
 from pyarrow.dataset import ParquetFragmentScanOptions
 
 from .background import prefetched
+from .card import CARD
 from .digests import add_row_digests, row_digests
-from .errors import UserError
+from .errors import CHECKS_FAILED_EXIT, UserError
 from .outputs import require_writable
 from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
@@ -150,7 +152,7 @@ def _check_lane(batches, split: str, start: int, acc: StatsAccumulator, digests:
 
 def verify_release(release, pool=None, model_checks: str = "existing", progress: bool = True,
                    pool_digests: dict | None = None) -> dict:
-    """Run every check; write verify_report.json and the card with the results; return the report.
+    """Run every check; write verify_report.json (verify writes nothing else); return the report.
     pool_digests: digests of the pool rows collected while building (see build_release), else read from pool."""
     release = Path(release)
     # before anything that can fail: a verify that stops early (a corrupt pool, Ctrl-C) must leave no report,
@@ -162,8 +164,6 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     import datasets
     from tqdm import tqdm
 
-    from .card import render_card
-
     manifest = _read_release_manifest(release)
     if pool is not None:
         read_manifest(pool, "pool")  # a bad --pool is a user error before any work starts
@@ -172,7 +172,7 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     damaged = _check_data_files(release, manifest, report)
     stored_stats = _read_stats(release, manifest, report)
     # The data files are hashed in a background thread while they are checked (xxhash releases the GIL);
-    # verify writes only the card and the report, which are hashed at the end.
+    # the other files are hashed at the end.
     data_files = [p for p in release_paths(release) if p.is_relative_to(release / "data")]
     hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum")
     data_hashes = hashing.submit(release_files, release, data_files, 1)
@@ -259,22 +259,9 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     except OSError as e:  # a data file removed or made unreadable while verifying
         files = {}
         report.add("data files hashed", False, f"{os.path.relpath(e.filename or '?', release)}: {e.strerror}")
+    _check_card(release, manifest, report)  # the card as build wrote it; `vs-sonar card` adds these results
     verification = {"passed": report.passed, "code_version": code_version(), "checks": report.checks,
                     "model_checks": model_report}
-    # the card reads every config's footers, first rows and stats
-    unreadable = [f for f in damaged if f != STATS_DATA_FILE] + [
-        f"stats/{c}.json" for c in manifest["configs"] if c not in stored_stats]
-    if unreadable:
-        report.add("card YAML valid", False, f"not checked: no card can be rendered without {', '.join(unreadable)}")
-    else:
-        try:
-            render_card(release, manifest, verification)  # the YAML is checked as rendered, then shown with all checks
-        except (OSError, pa.ArrowException, ValueError, KeyError) as e:  # damage no footer shows (the example rows)
-            report.add("card YAML valid", False, f"not checked: no card rendered ({type(e).__name__}: {e})")
-        else:
-            _check_card(release, manifest, report)
-            verification["passed"] = report.passed
-            render_card(release, manifest, verification)
     verification["passed"] = report.passed
     hashed = set(data_files)
     files.update(release_files(release, [p for p in release_paths(release) if p not in hashed]))
@@ -345,9 +332,10 @@ def _without_torch(datasets):
 
 
 def release_paths(release: Path) -> list[Path]:
-    """Every file of a release but the report itself: what verify vouches for."""
+    """Every file of a release but the report and the card: what verify vouches for. The card is rendered from
+    these files and the report (`vs-sonar card`), and publish checks that it is exactly that."""
     return [p for p in sorted(Path(release).rglob("*"))
-            if p.is_file() and p.name != REPORT and not p.name.startswith(".")]
+            if p.is_file() and p.relative_to(release).as_posix() not in (REPORT, CARD) and not p.name.startswith(".")]
 
 
 def release_files(release: Path, paths: list[Path] | None = None, workers: int = 2) -> dict[str, str]:
@@ -486,7 +474,7 @@ def add_arguments(parser):
 def main(args) -> int:
     started = time.monotonic()
     if Path(args.release).is_dir():
-        require_writable(args.release, "verify writes its report and the card there")
+        require_writable(args.release, "verify writes its report there")
     report = verify_release(args.release, args.pool, args.model_checks)
     print(json.dumps(report, indent=2) if args.json else summary(report, time.monotonic() - started))
-    return 0 if report["passed"] else 1
+    return 0 if report["passed"] else CHECKS_FAILED_EXIT

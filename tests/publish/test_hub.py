@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from vs_sonar_dataset.card import render_card
 from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.verify import verify_release
 
@@ -23,8 +24,15 @@ LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d [A-Z]+ ")  # publish's logging format
 
 @pytest.fixture
 def verified_release(small_pool, small_release):
-    assert verify_release(small_release, small_pool, progress=False)["passed"]
+    verify_with_card(small_release, small_pool)
     return small_release
+
+
+def verify_with_card(release, pool):
+    """verify, then the card that shows its results (what `vs-sonar card` writes)."""
+    report = verify_release(release, pool, progress=False)
+    assert report["passed"]
+    render_card(release, json.loads((release / "release.json").read_text()), report)
 
 
 def publish(hub, release, *extra, role="write", env=None):
@@ -105,6 +113,9 @@ def test_changed_release_pushes_only_the_difference(hub_server, verified_release
     manifest.pop("plots")
     (verified_release / "release.json").write_text(json.dumps(manifest))
     assert verify_release(verified_release, small_pool, progress=False)["passed"]
+    stale = publish(hub_server, verified_release, "--allow-synthetic")  # verified, but the card shows plots
+    assert stale.returncode == 2 and "README.md is not the card of this verified release" in stale.stderr
+    verify_with_card(verified_release, small_pool)
     hub_server.reset()
     result = publish(hub_server, verified_release, "--allow-synthetic")
     assert result.returncode == 0, result.stderr
@@ -120,7 +131,7 @@ def test_an_identical_rebuild_publishes_no_commit(hub_server, small_pool, tmp_pa
     release = tmp_path / "release"
     for attempt in range(2):
         build_release(small_pool, release, SMALL_SIZES, seed=3, rows_per_file=300, progress=False)
-        assert verify_release(release, small_pool, progress=False)["passed"]
+        verify_with_card(release, small_pool)
         result = publish(hub_server, release, "--allow-synthetic")
         assert result.returncode == 0, result.stderr
         if attempt == 0:

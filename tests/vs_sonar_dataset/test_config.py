@@ -14,6 +14,8 @@ BAD = [  # (table, body, what the line must say)
     ("run", "fixture = []", "[run]: fixture: unknown key"),
     ("source", 'kind = "vs_gsm8k"\nmodel = "m"\nseed = "0"', "[source]: seed: Input should be a valid integer"),
     ("source", 'kind = "nope"', "[source] kind = 'nope': unknown (known: "),
+    ("source", 'kind = ["vs_gsm8k"]', "[source] kind: expected a string"),
+    ("embed", "kind = 3", "[embed] kind: expected a string"),
     ("source", 'kind = "text_corpus"\nmin_tokens = "a"', "[source]: min_tokens: Input should be a valid integer"),
     ("source", 'kind = "preference_prompts"\nsources = []\nx = 1', "[source]: "),
     ("embed", 'kind = "sonar"\ndtype = "fp8"', "[embed]: dtype: Input should be 'auto', 'fp16', 'bf16' or 'fp32'"),
@@ -71,6 +73,8 @@ def test_flags_override_the_file_by_one_rule(tmp_path):
     assert parse_assignment("configs={a = 10}") == ("configs", {"a": 10})
     with pytest.raises(UserError, match="expected KEY=VALUE"):
         parse_assignment("threshold")
+    with pytest.raises(UserError, match="one value per --set"):
+        parse_assignment("threshold=0.9\nmethod = 'ivf'")
 
 
 def test_digest_follows_the_settings_defaults_included(tmp_path):

@@ -7,7 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from vs_sonar_dataset import verify
-from vs_sonar_dataset.verify import REPORT, verify_release
+from vs_sonar_dataset.card import card_is_current
+from vs_sonar_dataset.verify import REPORT, changed_since_verify, verify_release
+
+
+def _cli_card(release):
+    return subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "card", str(release)], capture_output=True,
+                          text=True)
 
 
 def _failed(report):
@@ -21,17 +27,23 @@ def load_mode(request, monkeypatch):
     return request.param
 
 
-def test_good_release_passes_and_card_shows_it(small_pool, small_release, load_mode):
+def test_good_release_passes_and_the_card_stage_shows_it(small_pool, small_release, load_mode):
+    built_card = (small_release / "README.md").read_bytes()
     report = verify_release(small_release, small_pool, progress=False)
+    assert (small_release / "README.md").read_bytes() == built_card  # verify only reads
     assert report["passed"], _failed(report)
     loads = {c["name"]: c["detail"] for c in report["checks"] if c["name"].endswith("load_dataset")}
     assert set(loads) == {"s: load_dataset", "m: load_dataset", "l: load_dataset"}
     assert all(d.startswith(f"{load_mode};") for d in loads.values())
     names = {c["name"] for c in report["checks"]}
     assert {"l: rows match pool", "nesting: s ⊂ m (test)", "card YAML valid", "m: stats recomputed equal"} <= names
-    assert json.loads((small_release / REPORT).read_text())["files"]["README.md"]
+    files = json.loads((small_release / REPORT).read_text())["files"]
+    assert "README.md" not in files and REPORT not in files and "release.json" in files
+    assert not card_is_current(small_release)  # the card build wrote says "not verified yet"
+    assert _cli_card(small_release).returncode == 0
     card = (small_release / "README.md").read_text()
-    assert "**passed**" in card and "Not verified yet" not in card
+    assert "**passed**" in card and "Not verified yet" not in card and card_is_current(small_release)
+    assert not changed_since_verify(small_release, json.loads((small_release / REPORT).read_text()))
 
 
 def test_an_altered_vector_is_caught(small_pool, small_release, load_mode):
@@ -86,7 +98,7 @@ def test_a_row_missing_from_a_first_lane_fails_sizes_and_stats(small_pool, small
 def test_without_pool_rows_are_not_compared_and_cli_exits_nonzero(small_release):
     result = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "verify", str(small_release)],
                             capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "FAIL  rows_match_pool: no --pool given" in result.stdout
     assert "verify: FAILED" in result.stdout
 
@@ -101,6 +113,7 @@ def test_model_checks_file_is_included(small_pool, small_release):
     (small_release / "model_checks.json").write_text(json.dumps(results))
     report = verify_release(small_release, small_pool, progress=False)
     assert _failed(report) == {"model checks: round trip"}
+    assert _cli_card(small_release).returncode == 0  # a failed verify is written into the card too
     assert "Round trip" in (small_release / "README.md").read_text()
 
 
@@ -119,7 +132,7 @@ def test_digests_collected_while_building_are_the_pool_rows(small_pool, tmp_path
 
 
 DATA_FILE = "data/m/validation-00000-of-00001.parquet"
-DATA_FILE_FAILS = {"data files readable", "m: load_dataset", "card YAML valid",
+DATA_FILE_FAILS = {"data files readable", "m: load_dataset",
                    *(f"nesting: {pair} ({split})" for pair in ("s ⊂ m", "m ⊂ l")
                      for split in ("train", "validation", "test"))}
 
@@ -141,8 +154,8 @@ DAMAGE = {
                           f"{DATA_FILE}: missing"),
     "garbage data file": (DATA_FILE, _garbage, DATA_FILE_FAILS, "data files readable", f"{DATA_FILE}: not Parquet ("),
     "deleted stats file": ("stats/m.json", lambda p: p.unlink(),
-                           {"stats files readable", "m: stats recomputed equal", "stats config matches stats/*.json",
-                            "card YAML valid"}, "stats files readable", "stats/m.json: missing"),
+                           {"stats files readable", "m: stats recomputed equal", "stats config matches stats/*.json"},
+                           "stats files readable", "stats/m.json: missing"),
 }
 
 
@@ -161,7 +174,6 @@ def test_a_damaged_file_is_a_failed_check_that_names_it(small_pool, small_releas
     assert on_disk["passed"] is False and on_disk["checks"] == report["checks"]
     details = {c["name"]: c["detail"] for c in on_disk["checks"]}
     assert details[check].startswith(detail)
-    assert details["card YAML valid"] == f"not checked: no card can be rendered without {name}"
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
@@ -169,10 +181,12 @@ def test_a_damaged_file_fails_verify_on_the_command_line_without_a_traceback(sma
     name, how, _, check, detail = DAMAGE[damage]
     how(small_release / name)
     result = _cli_verify(small_release, small_pool)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
     assert f"FAIL  {check}: {detail}" in result.stdout and "verify: FAILED" in result.stdout
     assert json.loads((small_release / REPORT).read_text())["passed"] is False
+    card = _cli_card(small_release)  # no card can show a release it cannot read: one line, no traceback
+    assert card.returncode == 2 and "Traceback" not in card.stderr and name in card.stderr, card.stderr
 
 
 def test_a_verify_that_cannot_finish_leaves_no_report(small_pool, small_release, tmp_path):

@@ -1,5 +1,6 @@
 """`vs-sonar embed CANDIDATES --out VECTORS`: every candidate's vector, from the encoder [embed] names."""
 
+ENVIRONMENT = "embed"  # the encoders' and torch's environment (envs.py)
 HELP = ("Embed the candidates' texts with the encoder that [embed] names (kind = sonar | sentence_transformers | "
         "hf_auto; stored as fp32) and drop repeated texts and broken vectors. Semantic dedup is the next stage "
         "(vs-sonar dedup). Resumable: re-run the same command after a crash.")

@@ -1,5 +1,6 @@
 """`vs-sonar dedup VECTORS --out POOL`: semantic dedup of the vectors into the pool."""
 
+ENVIRONMENT = "embed"  # the encoders' and torch's environment (envs.py)
 HELP = ("Drop rows whose vector duplicates a kept row (cosine >= [dedup] threshold to any earlier kept row; exact "
         "blocked products, or the approximate ivf method for large pools on CPU) and write the pool. "
         "Resumable: re-run the same command after a crash.")

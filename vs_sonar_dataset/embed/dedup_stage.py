@@ -14,6 +14,7 @@ POOL/ layout:
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..devices import resolve_device
 from ..errors import UserError
 from ..schema import embedding_matrix
 from .dedup import make_deduper
-from .stage import finish_with_dropped, input_fingerprint, write_dropped_part
+from .stage import DROPPED_DIR, finish_with_dropped, input_fingerprint, write_dropped_part
 
 log = logging.getLogger("vs_sonar.dedup")
 
@@ -63,6 +64,7 @@ def run_dedup(vectors_dir: str | os.PathLike, pool_dir: str | os.PathLike, confi
                                             "target_reached": False}
     if writer.manifest.complete:
         log.info("%s is complete (%d rows); nothing to do", pool_dir, writer.manifest.rows)
+        shutil.rmtree(pool_dir / DROPPED_DIR, ignore_errors=True)  # left by a kill just after finishing
         return writer.manifest
     kept_ids: list[str] = []
     for table in shards.iter_shards(pool_dir, "pool"):  # resume: reload what earlier runs kept

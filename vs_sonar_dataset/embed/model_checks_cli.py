@@ -5,9 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
+ENVIRONMENT = "embed"  # the encoders' and torch's environment (envs.py)
 HELP = ("Check a release with its encoder: re-encode a seeded sample of texts (cosine >= 0.99 to the stored "
         "vectors) and, when the encoder has a decoder (SONAR), decode → re-encode the stored vectors (pass rate at "
-        "cosine >= 0.9, against the unrelated-rows baseline). Writes RELEASE/model_checks.json; exits 1 when a "
+        "cosine >= 0.9, against the unrelated-rows baseline). Writes RELEASE/model_checks.json; exits 3 when a "
         "check fails.")
 
 
@@ -40,7 +41,7 @@ def recorded_embed_settings(release: Path) -> dict:
 def main(args: argparse.Namespace) -> int:
     from ..config import load_table, parse, parse_assignment, table_from_args
     from ..encoders import encoder_plugin
-    from ..errors import UserError
+    from ..errors import CHECKS_FAILED_EXIT, UserError
     from ..outputs import require_writable
     from ..release import RELEASE_MANIFEST
     from .model_checks import run_model_checks
@@ -69,4 +70,4 @@ def main(args: argparse.Namespace) -> int:
     else:
         line += "; no round trip (the encoder has no decoder)"
     print(line)
-    return 0 if result["passed"] else 1
+    return 0 if result["passed"] else CHECKS_FAILED_EXIT

@@ -37,6 +37,12 @@ def model_source(model: str) -> str:
     return model
 
 
+def model_label(config) -> str:
+    """The name recorded in each row's `encoder` column: `model_name`, else the Hub id, else the folder's own
+    name (a local path would tie the release's bytes to where the run lived)."""
+    return config.model_name or (Path(config.model).name if Path(config.model).expanduser().is_dir() else config.model)
+
+
 def load_error(what: str, model: str, e: Exception) -> UserError:
     """One line for a model or tokenizer that transformers could not load (no such Hub id, offline, broken
     folder)."""

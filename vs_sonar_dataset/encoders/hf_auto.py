@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ..devices import resolve_device
-from ._torch_util import dtype_name, load_error, model_source, resolve_dtype
+from ._torch_util import dtype_name, load_error, model_label, model_source, resolve_dtype
 from .base import EncoderConfig
 
 KIND = "hf_auto"
@@ -93,7 +93,7 @@ class HFAutoEncoder:
         except (OSError, ValueError) as e:
             raise load_error("model", config.model, e) from None
         self.model = model.to(self.device).eval()
-        self.name = config.model_name or config.model
+        self.name = model_label(config)
         self.revision = config.revision
         self.pooling = config.pooling
         self.normalize = config.normalize

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 
 from ..devices import resolve_device
-from ._torch_util import dtype_name, load_error, model_source, resolve_dtype
+from ._torch_util import dtype_name, load_error, model_label, model_source, resolve_dtype
 from .base import EncoderConfig
 
 KIND = "sentence_transformers"
@@ -57,7 +57,7 @@ class SentenceTransformerEncoder:
         self.model = model.to(self.dtype).eval()
         self.max_tokens = min(config.max_tokens, model.max_seq_length or config.max_tokens)
         model.max_seq_length = self.max_tokens
-        self.name = config.model_name or config.model
+        self.name = model_label(config)
         self.normalize = config.normalize
         self._count = _count(model.tokenizer, self.max_tokens)
         self.dim = int(self.encode_batch(["probe"]).shape[1])

@@ -4,9 +4,10 @@ types and values out of range are one-line user errors naming the table and the 
 import math
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..errors import UserError
+from ..settings import describe_error
 from ..sources.base import SourceConfig
 from .problems import GSM8K_HUB_ID
 
@@ -83,8 +84,8 @@ def with_overrides(config: GenerateConfig, **overrides) -> GenerateConfig:
         return config
     try:
         return GenerateConfig.model_validate({**config.model_dump(), **values})
-    except ValueError as e:
-        raise UserError(f"[source]: {e}") from None
+    except ValidationError as e:
+        raise UserError(describe_error("[source]", e)) from None
 
 
 def load_config(path, **overrides) -> GenerateConfig:

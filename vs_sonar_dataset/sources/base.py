@@ -11,6 +11,10 @@ A source plug-in is one module in this package with
                                      writes a candidates folder (shards.ShardWriter(out_dir, "candidates",
                                      config_json, schema=schema(config), text_column=TEXT_COLUMN)); resumable
     def card(config, stats) -> CardInfo   what the dataset card says about where the texts come from
+and, when the output depends on more than the table:
+    def local_inputs(config) -> dict      {path: checksum} of the local files it reads
+    USES_TOKENIZER = True                 it counts tokens with the [embed] encoder's tokenizer
+(`vs-sonar run` runs the source again when either changes).
 and nothing outside the package names it: the package finds its modules.
 """
 

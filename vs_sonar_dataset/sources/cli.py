@@ -21,12 +21,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _source_table(args):
+    """[source] with --set applied; for vs_gsm8k, --gsm8k, else $VS_SONAR_GSM8K, wins over its `gsm8k`."""
     from ..config import load_table, parse_assignment
+    from ..errors import UserError
+    from ..generate.problems import resolve_gsm8k_location
 
     overrides = dict(parse_assignment(a) for a in args.set)
-    if args.gsm8k:
-        overrides["gsm8k"] = args.gsm8k
-    return load_table(args.config, "source", overrides)
+    table = load_table(args.config, "source", overrides)
+    gsm8k = resolve_gsm8k_location(args.gsm8k)
+    if table.kind != "vs_gsm8k":
+        if args.gsm8k:
+            raise UserError(f"--gsm8k is for [source] kind = \"vs_gsm8k\", not {table.kind!r}")
+        return table
+    return load_table(args.config, "source", {**overrides, "gsm8k": gsm8k}) if gsm8k else table
 
 
 def environment(args) -> str | None:

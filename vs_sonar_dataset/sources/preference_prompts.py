@@ -295,7 +295,7 @@ def collect(config: Config, stats: dict, progress: bool = False) -> dict[str, di
     return found
 
 
-def _local_inputs(config: Config) -> dict:
+def local_inputs(config: Config) -> dict:
     """xxh3-128 of every local input file: a complete output of other inputs is not taken for this one."""
     found = {}
     for source in config.sources:
@@ -307,7 +307,7 @@ def _local_inputs(config: Config) -> dict:
 
 
 def resolved_config(config: Config) -> dict:
-    return {"source": config.model_dump(mode="json"), "inputs": _local_inputs(config)}
+    return {"source": config.model_dump(mode="json"), "inputs": local_inputs(config)}
 
 
 def run(config: Config, out_dir, context: SourceContext) -> Manifest:

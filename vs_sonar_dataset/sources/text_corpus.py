@@ -64,6 +64,7 @@ from .base import SUMMARY, CardInfo, SourceConfig, SourceContext, finished_outpu
 KIND = "text_corpus"
 ENVIRONMENT = "embed"  # the token window needs the encoder's tokenizer
 TEXT_COLUMN = "text"
+USES_TOKENIZER = True  # the token window counts with the [embed] encoder's tokenizer
 
 SAMPLE = "corpus-sample"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "corpus_sample"
@@ -283,7 +284,7 @@ def empty_stats(config: Config) -> dict:
             "max_rows_reached": False}
 
 
-def _local_inputs(config: Config) -> dict:
+def local_inputs(config: Config) -> dict:
     """xxh3-128 of every local input file: a complete output of other inputs is not taken for this one."""
     if not config.files:
         return {}
@@ -311,7 +312,7 @@ def _token_counter(context: SourceContext):
 
 def resolved_config(config: Config, count) -> dict:
     """Everything that decides the output; a complete output is reused only when this matches."""
-    return {"source": config.model_dump(mode="json"), "inputs": _local_inputs(config),
+    return {"source": config.model_dump(mode="json"), "inputs": local_inputs(config),
             "tokenizer_probe": count(TOKENIZER_PROBE)}
 
 

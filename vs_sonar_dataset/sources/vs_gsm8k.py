@@ -26,12 +26,9 @@ def schema(config: Config):
 
 
 def run(config: Config, out_dir, context: SourceContext):
-    from ..generate.config import with_overrides
-    from ..generate.problems import resolve_gsm8k_location
     from ..generate.run import nonzero_rejections, run_generate
     from ..shards import read_manifest
 
-    config = with_overrides(config, gsm8k=resolve_gsm8k_location(None))  # $VS_SONAR_GSM8K wins
     summary = run_generate(config, out_dir, progress=context.progress)
     rejected = ", ".join(f"{k} {v}" for k, v in nonzero_rejections(summary["rejected"]))
     print(f"generate: {summary['status']}: {summary['accepted']} of {summary['target']} candidates in "

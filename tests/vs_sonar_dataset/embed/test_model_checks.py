@@ -231,7 +231,7 @@ def test_cli_exit_codes(tmp_path, pool_table, tiny_sonar):
 
     failing = run_cli(make_release(tmp_path / "bad", shifted(pool_table), SONAR_RECORD), "--encoder-set", cards,
                       "--set", "sample=5")
-    assert failing.returncode == 1 and "FAILED" in failing.stdout
+    assert failing.returncode == 3 and "FAILED" in failing.stdout
 
     strict = run_cli(good, "--encoder-set", cards, "--set", "sample=10", "--set", "min_pass_rate=1.01")
     assert strict.returncode == 2 and "min_pass_rate" in strict.stderr

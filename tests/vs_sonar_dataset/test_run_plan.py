@@ -1,0 +1,73 @@
+"""What `vs-sonar run` decides to re-run, without running the stages: each stage's output is keyed by the
+digests of its tables, its inputs' records and, for a source, the local files it reads."""
+
+import json
+
+from vs_sonar_dataset.run import STAGES, Runner
+
+STAGE = {s.name: s for s in STAGES}
+CONFIG = """
+[source]
+kind = "preference_prompts"
+[[source.sources]]
+name = "local"
+files = ["{prompts}"]
+[embed]
+kind = "sentence_transformers"
+model = "some/model"
+[dedup]
+threshold = {threshold}
+"""
+
+
+def runner(tmp_path, threshold=0.95):
+    prompts = tmp_path / "prompts.jsonl"
+    if not prompts.exists():
+        prompts.write_text(json.dumps({"prompt": "How do tides work?"}) + "\n")
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG.format(prompts=prompts, threshold=threshold))
+    r = Runner(config, tmp_path / "run")
+    r.prepare()
+    return r, prompts
+
+
+def done(r, name):
+    """Record the stage as finished with its present inputs, as the runner does after it ran."""
+    stage = STAGE[name]
+    record = r.path(stage.record)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    if not record.exists():
+        record.write_text(json.dumps({"stage": name}))
+    from vs_sonar_dataset.shards import sha256_file
+
+    r.record(name, status="done", made_from=r.made_from(stage), output_sha256=sha256_file(record))
+
+
+def test_a_recorded_stage_is_current_until_its_table_or_input_changes(tmp_path):
+    r, prompts = runner(tmp_path)
+    for name in ("source", "embed", "dedup"):
+        assert r.why_run(STAGE[name], r.made_from(STAGE[name])) == "not run yet"
+        done(r, name)
+        assert r.why_run(STAGE[name], r.made_from(STAGE[name])) is None
+
+    edited, _ = runner(tmp_path, threshold=0.9)  # the run folder accepts the edited file
+    assert edited.why_run(STAGE["source"], edited.made_from(STAGE["source"])) is None
+    assert edited.why_run(STAGE["embed"], edited.made_from(STAGE["embed"])) is None
+    assert edited.why_run(STAGE["dedup"], edited.made_from(STAGE["dedup"])) == "[dedup] changed"
+
+    prompts.write_text(json.dumps({"prompt": "Why is the sky blue?"}) + "\n")  # the source's own input
+    assert r.why_run(STAGE["source"], r.made_from(STAGE["source"])) == "its input files changed"
+
+    (r.path("candidates") / "manifest.json").write_text("{}")  # an output altered by hand
+    assert r.why_run(STAGE["embed"], r.made_from(STAGE["embed"])) == "source output changed"
+
+
+def test_a_stage_that_stopped_resumes_and_a_changed_one_starts_over(tmp_path):
+    r, _ = runner(tmp_path)
+    stage = STAGE["source"]
+    r.record("source", status="failed (exit 1)", made_from=r.made_from(stage))
+    assert r.why_run(stage, r.made_from(stage)) == "resuming after: failed (exit 1)"
+    (r.path("candidates")).mkdir()
+    (r.path("candidates") / "shard-00000.parquet").write_text("partial")
+    r.remove_output(stage)
+    assert not r.path("candidates").exists()
