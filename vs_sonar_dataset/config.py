@@ -153,13 +153,23 @@ def parse_assignment(text: str) -> tuple[str, object]:
 
 def add_config_arguments(parser, table: str, config_flag: bool = True) -> None:
     """--config and --set: one rule for every stage command (flags override the file's fields)."""
-    model = FIXED_TABLES.get(table)
-    keys = f"; keys: {', '.join(model.model_fields)}" if model else " (the keys of its plug-in `kind`)"
+    keys = f"; keys: {', '.join(FIXED_TABLES[table].model_fields)}" if table in FIXED_TABLES else \
+        f"; keys by kind: {plugin_keys(table)}"
     if config_flag:
         parser.add_argument("--config", metavar="CONFIG.toml", help=f"TOML file whose [{table}] table "
                             "configures this stage (see configs/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override one [{table}] key (repeatable){keys}")
+
+
+def plugin_keys(table: str) -> str:
+    """`kind: key, key, ...` for each plug-in of [source] or [embed], for --help."""
+    from .encoders import encoders
+    from .sources import sources
+
+    plugins = sources() if table == "source" else encoders()
+    return "; ".join(f"{kind}: {', '.join(k for k in module.Config.model_fields if k != 'kind')}"
+                     for kind, module in plugins.items())
 
 
 def table_from_args(args, table: str) -> Table:

@@ -38,7 +38,7 @@ LIMITATION = ("Texts longer than the encoder's token cap are truncated before em
 class Config(EncoderConfig):
     kind: Literal[KIND] = KIND
     model: str  # a local model folder or a Hub id
-    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": model as given
+    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": the Hub id or the folder's name
     revision: str = ""  # Hub revision (branch, tag or commit); "": the default branch
     pooling: Literal["last_token", "mean"] = "last_token"
     normalize: bool = True  # L2

@@ -30,7 +30,7 @@ LIMITATION = ("Texts longer than the encoder's token cap are truncated before em
 class Config(EncoderConfig):
     kind: Literal[KIND] = KIND
     model: str  # a local model folder or a Hub id
-    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": model as given
+    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": the Hub id or the folder's name
     normalize: bool = True  # unit-length vectors (normalize_embeddings)
 
 
