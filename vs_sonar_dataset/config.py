@@ -83,16 +83,24 @@ def read_document(path) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: configuration file not found")
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid TOML ({e})") from None
+    return parse_document(text, str(path))
+
+
+def parse_document(text: str, where: str) -> dict:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{where}: not valid TOML ({e})") from None
     unknown = sorted(set(document) - set(TABLES))
     if unknown:
-        raise UserError(f"{path}: unknown table(s) {', '.join(f'[{t}]' for t in unknown)} "
+        raise UserError(f"{where}: unknown table(s) {', '.join(f'[{t}]' for t in unknown)} "
                         f"(known: {', '.join(f'[{t}]' for t in TABLES)})")
     for name, value in document.items():
         if not isinstance(value, dict):
-            raise UserError(f"{path}: [{name}] must be a table")
+            raise UserError(f"{where}: [{name}] must be a table")
     return document
 
 
@@ -133,8 +141,11 @@ def load_table(path, table: str, overrides: dict | None = None) -> Table:
 
 def load_config(path) -> dict[str, Table]:
     """Every table of the file (absent tables take their defaults; [source] and [embed] must say enough)."""
-    document = read_document(path)
-    return {table: parse(table, document.get(table, {}), str(path)) for table in TABLES}
+    return config_of(read_document(path), str(path))
+
+
+def config_of(document: dict, where: str) -> dict[str, Table]:
+    return {table: parse(table, document.get(table, {}), where) for table in TABLES}
 
 
 def parse_assignment(text: str) -> tuple[str, object]:

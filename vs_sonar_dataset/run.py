@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import load_config, read_document, table_digest
+from .config import config_of, parse_document, table_digest
 from .console import StageConsole
 from .envs import REPO_ROOT, python_for
 from .errors import CHECKS_FAILED_EXIT, UserError
@@ -75,14 +75,9 @@ class Runner:
             raise UserError(f"{self.source}: configuration file not found")
         text = self.source.read_text().replace("{run_dir}", str(self.run_dir))
         check_output_dir(self.run_dir, "run")
-        scratch = self.run_dir.parent / f".{self.run_dir.name}.config.toml"
-        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        scratch.write_text(text)
-        try:  # every table checked before any work, and before the run folder changes
-            self.config = load_config(scratch)
-            self.resolve_gsm8k(read_document(scratch).get("source", {}))
-        finally:
-            scratch.unlink()
+        document = parse_document(text, str(self.source))  # every table checked before the run folder changes
+        self.config = config_of(document, str(self.source))
+        self.resolve_gsm8k(document.get("source", {}))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
         if not self.config_path.exists() or self.config_path.read_text() != text:
