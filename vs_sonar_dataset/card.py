@@ -203,11 +203,10 @@ def add_arguments(parser):
 
 
 def main(args) -> int:
-    from .outputs import require_writable
-
     import pyarrow as pa
 
     from .errors import UserError
+    from .outputs import require_writable
 
     release = Path(args.release)
     manifest, report = _verified(release)

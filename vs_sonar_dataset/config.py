@@ -109,8 +109,8 @@ def table_model(table: str, values: dict) -> type[Table]:
     if table in FIXED_TABLES:
         return FIXED_TABLES[table]
     if not isinstance(values.get("kind", ""), str):
-        raise UserError(f"[{table}] kind: expected a string such as \"{DEFAULT_SOURCE if table == 'source' else DEFAULT_ENCODER}\" "
-                        f"(got {values['kind']!r})")
+        example = DEFAULT_SOURCE if table == "source" else DEFAULT_ENCODER
+        raise UserError(f"[{table}] kind: expected a string such as \"{example}\" (got {values['kind']!r})")
     if table == "source":
         from .sources import source_plugin
 

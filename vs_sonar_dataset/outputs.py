@@ -11,7 +11,8 @@ from pathlib import Path
 from .errors import UserError
 
 # output kind -> the file that marks a folder as that kind's own
-MARKERS = {"candidates": "manifest.json", "vectors": "manifest.json", "pool": "manifest.json", "release": "release.json", "run": "config.toml"}
+MARKERS = {"candidates": "manifest.json", "vectors": "manifest.json", "pool": "manifest.json",
+           "release": "release.json", "run": "config.toml"}
 NOUNS = {"candidates": "candidates folder", "vectors": "vectors folder"}  # other kinds read as they are
 RUN_ENTRIES = {"config.toml", "run.json", "logs", "fixtures", "candidates", "vectors", "pool", "release",
                "release.partial"}

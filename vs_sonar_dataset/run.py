@@ -124,7 +124,8 @@ class Runner:
             return "not run yet"
         changed = [f"[{t}]" for t, d in made_from["tables"].items() if before["tables"].get(t) != d]
         changed += [f"{n} output" for n, d in made_from["inputs"].items() if before["inputs"].get(n) != d]
-        changed += [f"its input {n}" for n, d in made_from.get("extra", {}).items() if before.get("extra", {}).get(n) != d]
+        changed += [f"its input {n}" for n, d in made_from.get("extra", {}).items()
+                    if before.get("extra", {}).get(n) != d]
         if changed:
             return f"{', '.join(changed)} changed"
         if entry.get("status") != "done":

@@ -9,8 +9,8 @@ by `vs-sonar model-check` in the embed environment.
 
 Verify only reads the release and writes its report (verify_report.json), which lists every check and the
 xxh3-128 checksum of every file but the card; `vs-sonar card` then writes the card with the results, and
-publish pushes only a release whose files still match the report and whose card is exactly that card. Verify removes the old report before anything else, so
-a verify that stops early leaves none. A damaged file (a data file missing, truncated or not Parquet, a stats
+publish pushes only a release whose files still match the report and whose card is exactly that card. Verify
+removes the old report before anything else, so a verify that stops early leaves none. A damaged file (a data file missing, truncated or not Parquet, a stats
 file missing or not JSON) is a failed check that names it, never a traceback. The report holds no times: two
 verifies of the same release write the same bytes.
 """

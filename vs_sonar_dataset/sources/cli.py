@@ -60,5 +60,6 @@ def main(args: argparse.Namespace) -> int:
         return count_tokens.counter(texts)
 
     manifest = plugin.run(config, args.out, SourceContext(count_tokens=count_tokens, progress=not args.no_progress))
-    print(f"source {config.kind}: {args.out}: {manifest.rows} rows, {'complete' if manifest.complete else 'unfinished'}")
+    status = "complete" if manifest.complete else "unfinished"
+    print(f"source {config.kind}: {args.out}: {manifest.rows} rows, {status}")
     return 0 if manifest.stats.get("target_reached", True) else 1
