@@ -151,11 +151,11 @@ def card_text(release: Path, manifest: dict, verification: dict | None) -> str:
 
     release = Path(release)
     largest = max(manifest["configs"], key=manifest["configs"].get)  # also the default config
-    card = card_metadata(release, manifest, default=largest, info=source_of(manifest))
+    info = source_of(manifest)
+    card = card_metadata(release, manifest, default=largest, info=info)
     stats = {c: json.loads((release / "stats" / f"{c}.json").read_text()) for c in manifest["configs"]}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
-    info = source_of(manifest)
     encoder = encoder_card(manifest)
     context = dict(marker=CARD_MARKER, manifest=manifest, default_config=largest, stats=stats,
                    examples=_examples(release, manifest, largest), verification=verification, largest=largest,

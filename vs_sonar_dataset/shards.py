@@ -287,7 +287,11 @@ class ShardWriter:
 
     def write(self, table: pa.Table, stats: dict | None = None) -> dict:
         """Write one shard and commit it to the manifest (with the stage's running counts, if given)."""
-        check_schema(table.schema, self.manifest.schema, f"shard for {self.directory}")
+        schema = self.manifest.schema
+        check_schema(table.schema, schema, f"shard for {self.directory}")
+        # the recorded field names, which a table read back from Parquet may not carry (list items come back
+        # as "element"): a shard's bytes must not depend on where its rows were read from
+        table = table.cast(schema)
         name = f"{self.prefix}-{len(self.manifest.shards):05d}.parquet"
         write_parquet_atomic(table, self.directory / name)
         sha256, xxh3 = _hash_file(self.directory / name, hashlib.sha256(), xxhash.xxh3_128())

@@ -96,8 +96,7 @@ def run_dedup(vectors_dir: str | os.PathLike, pool_dir: str | os.PathLike, confi
         stats[f"dropped_{DUPLICATE}"] += len(duplicates)
         stats["target_reached"] = config.target_rows is not None and stats["kept"] >= config.target_rows
         write_dropped_part(pool_dir, writer, dropped)
-        # the cast restores the list fields' names, which Parquet reads back under its own ("element")
-        writer.write(table.take(pa.array(kept_rows, type=pa.int64())).cast(vectors.schema), stats)
+        writer.write(table.take(pa.array(kept_rows, type=pa.int64())), stats)
         bar.update(result.processed)
         bar.set_postfix(kept=stats["kept"], duplicates=stats[f"dropped_{DUPLICATE}"])
     bar.close()

@@ -30,6 +30,13 @@ class EncoderConfig(Table):
     chunk_rows: int = Field(4096, ge=1)  # candidates per pool shard (and per checkpoint)
 
 
+class NamedModelConfig(EncoderConfig):
+    """For encoders that load a model by folder or Hub id and record a name for it."""
+
+    model: str  # a local model folder or a Hub id
+    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": the Hub id or the folder's name
+
+
 class TextEncoder(Protocol):
     name: str  # recorded in each row's `encoder` column
     dim: int

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ._torch_util import dtype_name, load_error, model_label, model_source, resolve_dtype
-from .base import EncoderConfig
+from .base import NamedModelConfig
 
 KIND = "hf_auto"
 HAS_DECODER = False
@@ -35,10 +35,8 @@ LIMITATION = ("Texts longer than the encoder's token cap are truncated before em
               "decoder: they cannot be turned back into text.")
 
 
-class Config(EncoderConfig):
+class Config(NamedModelConfig):
     kind: Literal[KIND] = KIND
-    model: str  # a local model folder or a Hub id
-    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": the Hub id or the folder's name
     revision: str = ""  # Hub revision (branch, tag or commit); "": the default branch
     pooling: Literal["last_token", "mean"] = "last_token"
     normalize: bool = True  # L2

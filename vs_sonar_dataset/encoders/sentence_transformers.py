@@ -12,7 +12,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ._torch_util import dtype_name, load_error, model_label, model_source, resolve_dtype
-from .base import EncoderConfig
+from .base import NamedModelConfig
 
 KIND = "sentence_transformers"
 HAS_DECODER = False
@@ -27,10 +27,8 @@ LIMITATION = ("Texts longer than the encoder's token cap are truncated before em
               "decoder: they cannot be turned back into text.")
 
 
-class Config(EncoderConfig):
+class Config(NamedModelConfig):
     kind: Literal[KIND] = KIND
-    model: str  # a local model folder or a Hub id
-    model_name: str = ""  # recorded in each row's `encoder` column and on the card; "": the Hub id or the folder's name
     normalize: bool = True  # unit-length vectors (normalize_embeddings)
 
 

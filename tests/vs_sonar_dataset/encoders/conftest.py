@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+from vs_sonar_dataset.errors import UserError
+
 # the tiny SONAR fixture is the embed tests' (built once, cached between sessions)
 from embed.conftest import TEST_DIM, needs_sonar, tiny_sonar, train_texts  # noqa: F401
 
@@ -40,3 +42,16 @@ def tiny_qwen3_dir(tmp_path_factory):
     from vs_sonar_dataset.fixtures.tiny_qwen3 import build
 
     return build(tmp_path_factory.mktemp("tiny_qwen3") / "tiny_qwen3", seed=0)
+
+
+def check_missing_models_are_user_errors(plugin, config, tmp_path, folder_name: str) -> None:
+    """A missing folder, a file given as the folder, and a Hub id that is not cached (offline): one line each,
+    from load and from token_counter alike."""
+    (tmp_path / "weights.bin").write_bytes(b"")
+    for model, message in [(tmp_path / "fixtures" / folder_name, "model folder not found"),
+                           (tmp_path / "weights.bin", "is a file"),
+                           ("someorg/no-such-model", "cannot load .*'someorg/no-such-model'")]:
+        for call in (plugin.load, plugin.token_counter):
+            with pytest.raises(UserError, match=message) as caught:
+                call(config(model))
+            assert "\n" not in str(caught.value)

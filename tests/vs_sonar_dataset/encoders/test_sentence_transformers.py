@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from vs_sonar_dataset.errors import UserError
 
-from .conftest import needs_sentence_transformers
+from .conftest import check_missing_models_are_user_errors, needs_sentence_transformers
 
 pytestmark = needs_sentence_transformers
 
@@ -121,14 +120,7 @@ def test_normalize_off_keeps_the_raw_pooled_vectors(plugin, minilm_dir, tmp_path
 
 
 def test_a_missing_model_is_a_user_error(plugin, tmp_path):
-    (tmp_path / "weights.bin").write_bytes(b"")
-    for model, message in [(tmp_path / "fixtures" / "minilm", "model folder not found"),
-                           (tmp_path / "weights.bin", "is a file"),
-                           ("someorg/no-such-model", "cannot load .*'someorg/no-such-model'")]:  # offline: not cached
-        for call in (plugin.load, plugin.token_counter):
-            with pytest.raises(UserError, match=message) as caught:
-                call(config(model))
-            assert "\n" not in str(caught.value)
+    check_missing_models_are_user_errors(plugin, config, tmp_path, "minilm")
 
 
 def test_no_decoder(plugin, minilm_dir):
