@@ -7,7 +7,8 @@
 
 Configs come from sizes, not code: builder_for_sizes({"1k": 1000, ..., "100k": 100_000}) returns a builder
 class with those configs. The split plan is the one the release uses (vs_sonar_dataset.splits), so a config
-built here equals the release's files row for row.
+built here equals the release's files row for row, in the pool's columns (the derived ones, such as density
+weights and map coordinates, are computed by `vs-sonar build`).
 """
 
 from dataclasses import dataclass, field

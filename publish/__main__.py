@@ -59,8 +59,8 @@ def run(args) -> int:
         s = build_settings(args)
         digests = {}  # pool rows hashed while building, so verify does not read the pool twice
         started = time.monotonic()
-        build_release(args.pool, release, s["configs"], s["seed"], s["rows_per_file"], repo_id=args.repo,
-                      fixture_models=s["fixture_models"], pool_digests=digests)
+        build_release(args.pool, release, s.configs, s.seed, s.rows_per_file, repo_id=args.repo,
+                      fixture_models=s.fixture_models, pool_digests=digests, settings=s)
         report = verify_release(release, args.pool, args.model_checks, pool_digests=digests)
         print(summary(report, time.monotonic() - started))
         render_card(release, json.loads((release / RELEASE_MANIFEST).read_text()), report)  # with the results

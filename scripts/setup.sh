@@ -23,6 +23,11 @@ if ! ldconfig -p 2>/dev/null | grep -q libsndfile.so.1; then
   as_root apt-get update -qq && as_root apt-get install -y -qq libsndfile1 >/dev/null
 fi
 
+# system packages: Chromium for the embedding map's browser test (Playwright drives it; no browser download)
+if [ ! -x /usr/bin/chromium ]; then
+  as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+fi
+
 # main environment: build, verify, publish, tests (torch only for the torch half of normalize())
 make_env .venv "main" -e ".[release,test]" "torch==2.13.0"
 

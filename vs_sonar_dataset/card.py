@@ -117,14 +117,17 @@ def text_column(manifest: dict) -> str:
 
 
 def _fields(release: Path, manifest: dict, info) -> list[tuple[str, tuple[str, str]]]:
-    """Every data column but the vector and the encoder: the source's meaning, else the Arrow type alone."""
+    """Every data column but the vector and the encoder: the source's meaning, else the derived columns' own
+    (derived.MEANINGS), else the Arrow type alone."""
+    from .derived import MEANINGS
+
     schema = pq.read_schema(release / manifest["data_files"][max(manifest["configs"], key=manifest["configs"].get)]
                             ["train"][0])
     rows = []
     for field in schema:
         if field.name in ("embedding", "encoder"):
             continue
-        kind, _, meaning = info.fields.get(field.name, f"{field.type} | ").partition(" | ")
+        kind, _, meaning = info.fields.get(field.name, MEANINGS.get(field.name, f"{field.type} | ")).partition(" | ")
         rows.append((field.name, (kind.strip(), meaning.strip())))
     return rows
 

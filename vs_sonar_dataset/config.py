@@ -49,11 +49,37 @@ class DedupConfig(Table):
         return self
 
 
+class DensityConfig(Table):
+    """[build.density]: k-NN density weights, fitted per split on that split's rows (density.py)."""
+
+    k: int = Field(20, ge=1)  # neighbours, self excluded
+    eps: float = Field(0.01, gt=0.0)  # weight = 1 / (eps + max(density, 0)), normalised to sum 1 in the split
+    method: Literal["exact", "ivf", "auto"] = "auto"  # auto: exact up to index_above rows, else ivf (faiss)
+    index_above: int = Field(200_000, ge=1)  # auto: split sizes above this use the ivf index
+    block_rows: int = Field(4096, ge=1)  # exact: rows per matrix product
+    ivf_lists: int | None = Field(None, ge=1)  # ivf: k-means lists (default sqrt(rows), at least 16)
+    ivf_probes: int = Field(4, ge=1)  # ivf: nearest lists each row is compared with (more: higher recall, slower)
+    ivf_training_rows: int = Field(100_000, ge=1)  # ivf: seeded sample the lists are trained on (smaller
+    # splits are compared exactly)
+
+
+class MapConfig(Table):
+    """[build.map]: the 3-D UMAP map of each config's train split (embedding_map.py)."""
+
+    enabled: bool = True
+    max_points: int = Field(20_000, ge=10)  # larger train splits are drawn from a seeded sample of this size
+    n_neighbors: int = Field(15, ge=2)
+    min_dist: float = Field(0.1, ge=0.0)
+    seed: int = Field(0, ge=0)
+
+
 class BuildConfig(Table):
     seed: int = Field(0, ge=0)  # the shuffle that makes the splits
     configs: dict[str, int | str] = Field({"1k": 1000, "5k": 5000, "10k": 10000}, min_length=1)  # name -> size
     rows_per_file: int = Field(100_000, ge=1)
     fixture_models: bool = False  # made with fixture models: the card says so and publish refuses without a flag
+    density: DensityConfig = DensityConfig()
+    map: MapConfig = MapConfig()
 
 
 class ModelCheckConfig(Table):

@@ -11,9 +11,10 @@ PROJECTION_SAMPLE = 5000
 
 
 def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np.ndarray | None,
-                largest: str) -> dict:
-    """Write plots/*.png from the largest config's stats, train-row norms and (for sources that have them)
-    verbalized probabilities; returns {name: relative path}."""
+                largest: str, maps: dict | None = None) -> dict:
+    """Write plots/*.png from the largest config's stats, train-row norms, density columns and (for sources that
+    have them) verbalized probabilities; returns {name: relative path}, with the largest config's map view
+    (drawn by embedding_map.write_map) when there is one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,6 +56,17 @@ def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np
            ylabel=f"PC2 ({explained[1]:.1%})")
     save(fig, "pca_projection")
 
+    density = _train_column(release, largest, ["density", "density_weight"])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.hist(density["density"], bins=60, color="#3b6ea5")
+    a1.set(title=f"k-NN density, {largest} train", xlabel="mean cosine to the k nearest rows", ylabel="rows")
+    weights = density["density_weight"] * len(density["density_weight"])  # 1 = the uniform weight
+    a2.hist(weights, bins=60, color="#a5713b")
+    a2.set(title="Sampling weight × rows", xlabel="weight relative to uniform", ylabel="rows")
+    save(fig, "density_weights")
+    if maps and largest in maps:
+        written["map"] = maps[largest]["png"]
+
     if probabilities is None:
         return written
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -62,6 +74,11 @@ def write_plots(release: Path, stats: dict, norms: np.ndarray, probabilities: np
     ax.set(title="Verbalized probability of each instruction (train)", xlabel="probability", ylabel="rows")
     save(fig, "probability_histogram")
     return written
+
+
+def _train_column(release: Path, config: str, columns: list[str]) -> dict[str, np.ndarray]:
+    tables = [pq.read_table(p, columns=columns) for p in sorted((release / "data" / config).glob("train-*.parquet"))]
+    return {c: np.concatenate([t.column(c).to_numpy() for t in tables]) for c in columns}
 
 
 def _sample_train_vectors(release: Path, config: str, limit: int) -> np.ndarray:

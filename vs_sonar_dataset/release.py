@@ -1,10 +1,12 @@
 """`vs-sonar build`: pool shards -> release folder (Parquet per config/split, stats, plots, card).
 
 Release layout (the Hub repo is this folder as it is):
-    data/{config}/{split}-NNNNN-of-NNNNN.parquet   rows with the pool schema, in split order
+    data/{config}/{split}-NNNNN-of-NNNNN.parquet   rows with the pool schema plus the derived columns
+                                                   (derived.py: norm, length, density weight, map place)
     data/stats/stats-00000-of-00001.parquet        the `stats` config: one row per data config
     stats/{config}.json                            the same stats as JSON
     plots/*.png                                    figures shown in the card
+    map/{config}.html, map/{config}.json           the config's 3-D embedding map (embedding_map.py)
     release.json                                   how it was built (pool, seed, sizes, code version)
     README.md                                      the dataset card (rendered again by verify with its results)
 
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .background import OrderedBackground
+from .derived import derive
 from .errors import UserError
 from .outputs import check_output_dir
 from .schema import embedding_matrix
@@ -89,9 +92,10 @@ def code_version() -> str:
 def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
                   rows_per_file: int = ROWS_PER_FILE, plots: bool = True, progress: bool = True,
                   repo_id: str | None = None, fixture_models: bool = False,
-                  pool_digests: dict | None = None) -> dict:
+                  pool_digests: dict | None = None, settings=None) -> dict:
     """Build OUT from POOL; returns the release manifest. Pass a dict as pool_digests to collect the digest of
     every pool row used (id -> digest), so that verify need not read the pool a second time.
+    settings: the [build] table, for its density and map tables (their defaults when None).
     The release is written into OUT.partial and renamed into place at the end."""
     started = time.time()
     pool_dir, out_dir = Path(pool_dir), Path(out_dir)
@@ -107,7 +111,12 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     try:
         header = {"format_version": 1, "code_version": code_version(), "repo_id": repo_id or "org/vs-sonar",
                   "fixture_models": fixture_models, "seed": seed}
-        manifest = _write_release(work, pool_dir, pool, plan, header, rows_per_file, plots, progress, pool_digests)
+        if settings is None:
+            from .config import BuildConfig
+
+            settings = BuildConfig()
+        manifest = _write_release(work, pool_dir, pool, plan, header, rows_per_file, plots, progress, pool_digests,
+                                  settings)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # a failed build leaves nothing beside OUT (a kill: the next one)
         raise
@@ -119,7 +128,7 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
 
 
 def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_per_file: int, plots: bool,
-                   progress: bool, pool_digests: dict | None) -> dict:
+                   progress: bool, pool_digests: dict | None, settings) -> dict:
     """Write every config's files, the stats, plots, release.json and the card into `work`."""
     from .card import render_card  # matplotlib and jinja only when building
 
@@ -159,7 +168,10 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
     for w in writers.values():
         w.close()
 
-    stats_list = [acc.stats(train_rows[c], c) for c in plan.configs]
+    data_files = {c: {s: w.files for (c2, s), w in writers.items() if c2 == c} for c in plan.configs}
+    derived = derive(work, {"configs": plan.configs, "data_files": data_files, "text_column": pool.text_column},
+                     settings, header["seed"], progress=log.info if progress else log.debug)
+    stats_list = [{**acc.stats(train_rows[c], c), **derived["robust"][c]} for c in plan.configs]
     (work / "stats").mkdir()
     for s in stats_list:
         write_json_atomic(work / "stats" / f"{s['config']}.json", s)
@@ -170,19 +182,23 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
         **header,
         "configs": plan.configs,
         "splits": {c: split_sizes(size) for c, size in plan.configs.items()},
-        "data_files": {c: {s: w.files for (c2, s), w in writers.items() if c2 == c} for c in plan.configs},
+        "data_files": data_files,
         "embedding_dim": pool.embedding_dim,
         "pool": {"rows": pool.rows, "synthetic": pool.synthetic, "config": without_local_paths(pool.config),
                  "stats": pool.stats,
                  "manifest_sha256": sha256_file(pool_dir / "manifest.json")},
         "text_column": pool.text_column,
         "provenance": _provenance(work, plan.largest, schema),
+        "pool_columns": schema.names,  # the columns that come from the pool; derived.py adds the others
+        "density": derived["density"],
+        "map": derived["map"],
     }
     if plots:
         from .plots import write_plots
 
         manifest["plots"] = write_plots(work, stats_list[-1], acc.norms,
-                                        None if probabilities is None else np.concatenate(probabilities), plan.largest)
+                                        None if probabilities is None else np.concatenate(probabilities), plan.largest,
+                                        manifest["map"])
     write_json_atomic(work / RELEASE_MANIFEST, manifest)
     render_card(work, manifest, verification=None)
     return manifest
@@ -231,7 +247,7 @@ def add_build_options(parser) -> None:
     parser.add_argument("--sizes", help="configs as NAME=SIZE,... (default 1k=1000,5k=5000,10k=10000)")
 
 
-def build_settings(args) -> dict:
+def build_settings(args):
     """The [build] table of --config, with --seed and --sizes overriding its fields."""
     from .config import load_table
 
@@ -241,13 +257,13 @@ def build_settings(args) -> dict:
             overrides["configs"] = dict(item.split("=", 1) for item in args.sizes.split(","))
         except ValueError:
             raise UserError(f"--sizes {args.sizes!r}: expected NAME=SIZE,... such as 1k=1000,5k=5000") from None
-    return load_table(getattr(args, "config", None), "build", overrides).model_dump()
+    return load_table(getattr(args, "config", None), "build", overrides)
 
 
 def main(args) -> int:
     s = build_settings(args)
-    manifest = build_release(args.pool, args.out, s["configs"], s["seed"], s["rows_per_file"],
-                             fixture_models=s["fixture_models"])
+    manifest = build_release(args.pool, args.out, s.configs, s.seed, s.rows_per_file,
+                             fixture_models=s.fixture_models, settings=s)
     sizes = ", ".join(f"{c}: {sum(v.values())}" for c, v in manifest["splits"].items())
     print(f"release written to {args.out} ({sizes}); run `vs-sonar verify {args.out}` next")
     return 0

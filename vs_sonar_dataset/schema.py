@@ -1,7 +1,8 @@
 """The file schemas that are the contract between stages.
 
 candidates (written by generate, read by embed) and pool (written by embed or synth-pool, read by build).
-A pool row is a candidate row plus its embedding and the encoder that made it.
+A pool row is a candidate row plus its embedding, the encoder that made it and the text's length in that
+encoder's tokens.
 """
 
 import numpy as np
@@ -37,6 +38,7 @@ def pool_schema(dim: int = EMBEDDING_DIM) -> pa.Schema:
         + [
             pa.field("embedding", embedding_type(dim), nullable=False),
             pa.field("encoder", pa.string(), nullable=False),
+            pa.field("text_tokens", pa.int32(), nullable=False),  # the text's length in the encoder's tokens
         ]
     )
 

@@ -6,6 +6,10 @@ float64 in cache), then the blocks are merged in order with Chan's formula and s
 arrive in any order and from several threads: the blocks fix the arithmetic, so the build and verify get
 bitwise-equal results however they read. Shipped as stats/{config}.json beside the data and as the `stats`
 config (one row per config).
+
+Robust statistics sit beside them, computed exactly from the whole train split (robust_stats): per-dimension
+median, robust_std = 0.7413 * IQR (the standard deviation of a normal with that IQR), and the 1st / 99th
+percentiles. normalize(x, stats, method="robust") uses median and robust_std, which one outlier cannot move.
 """
 
 import hashlib
@@ -25,6 +29,12 @@ METHOD = ("per-dimension mean and population standard deviation (ddof=0) of the 
           "squares in float64 over 8192-row blocks, blocks merged with Chan et al.'s formula, stored as float32; "
           "normalize(x) = (x - mean) / std")
 NORM_PERCENTILES = (1, 5, 50, 95, 99)
+IQR_TO_STD = 0.7413  # 1 / (2 * 0.6745): the IQR of a normal distribution is 1.349 standard deviations
+ROBUST_KEYS = ("median", "robust_std", "p01", "p99")
+ROBUST_METHOD = ("per-dimension median, robust_std = 0.7413 * (75th - 25th percentile), 1st and 99th percentiles "
+                 "of the train split (numpy linear interpolation, float64, stored as float32); "
+                 "normalize(x, method='robust') = (x - median) / robust_std")
+METHODS = ("standard", "robust")
 
 
 class StatsAccumulator:
@@ -124,6 +134,19 @@ class StatsAccumulator:
         }
 
 
+def robust_stats(train: np.ndarray, columns: int = 64) -> dict:
+    """Median, robust_std, p01 and p99 per dimension of float32 [rows, dim] train vectors, exactly (numpy's
+    linear interpolation), a few columns at a time so that the copy numpy sorts stays small."""
+    parts = []
+    for a in range(0, train.shape[1], columns):
+        block = train[:, a : a + columns].astype(np.float64)  # a contiguous copy: faster to partition
+        parts.append(np.percentile(block, [50, 25, 75, 1, 99], axis=0))
+    median, q1, q3, p01, p99 = np.concatenate(parts, axis=1)
+    values = {"median": median, "robust_std": IQR_TO_STD * (q3 - q1), "p01": p01, "p99": p99}
+    return {**{k: [float(v) for v in values[k].astype(np.float32)] for k in ROBUST_KEYS},
+            "robust_method": ROBUST_METHOD}
+
+
 def _block_sums(rows: np.ndarray, chunk: np.ndarray, norms_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column sums and sums of squares of rows in float64, CHUNK_ROWS at a time; row norms into norms_out."""
     dim = rows.shape[1]
@@ -156,11 +179,28 @@ class Stats:
     ids_sha256: str
     method: str
     norm: dict
+    median: np.ndarray | None = None  # float32 [dim]; None in releases made before robust stats
+    robust_std: np.ndarray | None = None
+    p01: np.ndarray | None = None
+    p99: np.ndarray | None = None
 
     @classmethod
     def from_json(cls, obj: dict) -> "Stats":
+        robust = {k: np.asarray(obj[k], np.float32) for k in ROBUST_KEYS if k in obj}
         return cls(obj["config"], obj["count"], np.asarray(obj["mean"], np.float32),
-                   np.asarray(obj["std"], np.float32), obj["ids_sha256"], obj["method"], obj["norm"])
+                   np.asarray(obj["std"], np.float32), obj["ids_sha256"], obj["method"], obj["norm"], **robust)
+
+    def shift_scale(self, method: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) with normalize(x) = (x - shift) / scale."""
+        if method == "standard":
+            return self.mean, self.std
+        if method == "robust":
+            if self.median is None:
+                raise UserError(f"config {self.config!r}: this release has no robust statistics; "
+                                "use method='standard'")
+            # a dimension whose middle half is constant is only centred
+            return self.median, np.where(self.robust_std > 0, self.robust_std, np.float32(1))
+        raise UserError(f"normalization method {method!r}: use one of {', '.join(METHODS)}")
 
 
 def stats_table(all_stats: list[dict]) -> pa.Table:
@@ -174,6 +214,7 @@ def stats_table(all_stats: list[dict]) -> pa.Table:
         "mean": pa.array([s["mean"] for s in all_stats], vec),
         "std": pa.array([s["std"] for s in all_stats], vec),
         **{f"norm_{k}": pa.array([s["norm"][k] for s in all_stats], pa.float64()) for k in all_stats[0]["norm"]},
+        **{k: pa.array([s[k] for s in all_stats], vec) for k in ROBUST_KEYS if k in all_stats[0]},
         "ids_sha256": pa.array([s["ids_sha256"] for s in all_stats]),
         "method": pa.array([s["method"] for s in all_stats]),
     }
@@ -205,11 +246,14 @@ def _as_like(x, values: np.ndarray):
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
 
 
-def normalize(x, stats: Stats):
-    """(x - mean) / std for a numpy array or torch tensor of shape [..., dim]."""
-    return (x - _as_like(x, stats.mean)) / _as_like(x, stats.std)
+def normalize(x, stats: Stats, method: str = "standard"):
+    """(x - mean) / std ("standard") or (x - median) / robust_std ("robust"), for a numpy array or torch
+    tensor of shape [..., dim]."""
+    shift, scale = stats.shift_scale(method)
+    return (x - _as_like(x, shift)) / _as_like(x, scale)
 
 
-def denormalize(x, stats: Stats):
-    """Inverse of normalize: x * std + mean (use before decoding model outputs with SONAR)."""
-    return x * _as_like(x, stats.std) + _as_like(x, stats.mean)
+def denormalize(x, stats: Stats, method: str = "standard"):
+    """Inverse of normalize with the same method (use before decoding model outputs with SONAR)."""
+    shift, scale = stats.shift_scale(method)
+    return x * _as_like(x, scale) + _as_like(x, shift)

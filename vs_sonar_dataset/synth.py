@@ -57,6 +57,7 @@ def synthetic_table(start: int, count: int, rng: np.random.Generator, dim: int, 
         "request_seed": np.arange(start, start + count, dtype=np.int64),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), type=embedding_type(dim)),
         "encoder": ["synthetic-gaussian"] * count,
+        "text_tokens": [len(t.split()) for t in texts],  # no tokenizer made these rows: words stand in
     }
     return pa.table(columns, schema=pool_schema(dim))
 

@@ -3,7 +3,9 @@
 Every config is loaded with datasets.load_dataset(RELEASE, config) (streamed above STREAM_ABOVE_ROWS rows) and
 checked: split sizes, features exactly fixed_size_list<float32>[dim], no NaN/inf, ids unique and in one split
 only, nesting (each smaller config is a prefix of each larger one, split by split), every row bitwise equal to the
-pool row with its id, stats recomputed equal. Then the card's YAML is parsed by huggingface_hub and datasets.
+pool row with its id (over the pool's columns), stats recomputed equal. The derived columns (derived.check)
+are recomputed from the published vectors: norms, lengths, robust stats, densities and their weights, and the
+map places against the map's JSON. Then the card's YAML is parsed by huggingface_hub and datasets.
 Model checks (alignment, and the round trip for encoders with a decoder) come from model_checks.json, written
 by `vs-sonar model-check` in the embed environment.
 
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow.dataset import ParquetFragmentScanOptions
 
+from . import derived
 from .background import prefetched
 from .card import CARD
 from .digests import add_row_digests, row_digests
@@ -42,7 +45,7 @@ from .release import MODEL_CHECKS, RELEASE_MANIFEST, code_version
 from .schema import embedding_matrix
 from .shards import iter_shard_batches, read_manifest, sha256_file, write_json_atomic, xxh3_file
 from .splits import SPLITS
-from .stats import StatsAccumulator
+from .stats import ROBUST_KEYS, StatsAccumulator
 
 HELP = "verify a release folder: load every config with datasets, compare with the pool, check stats and card"
 log = logging.getLogger("vs_sonar.verify")
@@ -129,8 +132,10 @@ def _lanes(split_data, split: str, streaming: bool, release: Path, files: list[s
     return lanes
 
 
-def _check_lane(batches, split: str, start: int, acc: StatsAccumulator, digests: dict | None, bar) -> LaneResult:
-    """Checks each row of one lane; train rows go to the stats at their position in the split."""
+def _check_lane(batches, split: str, start: int, acc: StatsAccumulator, digests: dict | None, bar,
+                pool_columns: list[str] | None) -> LaneResult:
+    """Checks each row of one lane; train rows go to the stats at their position in the split. Rows are
+    compared with the pool over the pool's columns (the derived ones are checked by derived.check)."""
     rows, types, nonfinite, bad_rows, ids = 0, set(), 0, 0, []
     for batch in prefetched(batches):
         types.add(batch.schema.field("embedding").type)
@@ -142,7 +147,7 @@ def _check_lane(batches, split: str, start: int, acc: StatsAccumulator, digests:
         if split == "train" and start + rows + batch.num_rows <= acc.rows:  # more rows fail the size check
             acc.add(vectors, batch_ids, start + rows)
         if digests is not None:
-            expected, actual = list(map(digests.get, batch_ids)), row_digests(batch)
+            expected, actual = list(map(digests.get, batch_ids)), row_digests(batch.select(pool_columns) if pool_columns else batch)
             if expected != actual:
                 bad_rows += sum(map(operator.ne, expected, actual))
         rows += batch.num_rows
@@ -169,6 +174,7 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
         read_manifest(pool, "pool")  # a bad --pool is a user error before any work starts
     report = Report()
     dim = manifest["embedding_dim"]
+    pool_columns = manifest.get("pool_columns")  # None: a release made before derived columns
     damaged = _check_data_files(release, manifest, report)
     stored_stats = _read_stats(release, manifest, report)
     # The data files are hashed in a background thread while they are checked (xxhash releases the GIL);
@@ -218,7 +224,8 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                 with tqdm(total=sum(expected_splits.values()), desc=f"verify {config}", unit="row",
                           disable=not progress, leave=False) as bar, \
                         ThreadPoolExecutor(max_workers=LANES, thread_name_prefix="lane") as workers:
-                    results = list(workers.map(lambda lane: _check_lane(*lane, acc, digests, bar), lanes))
+                    results = list(workers.map(lambda lane: _check_lane(*lane, acc, digests, bar, pool_columns),
+                                               lanes))
             except (OSError, pa.ArrowException) as e:  # pages a readable footer does not vouch for (streamed)
                 report.add(f"{config}: rows readable", False, f"{type(e).__name__}: {e}")
                 continue
@@ -246,11 +253,15 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
                        f"{len(all_ids) - unique} repeated ids")
             stored = stored_stats.get(config)
             recomputed = acc.stats(train_rows, config) if sizes.get("train") == train_rows and contiguous else None
-            report.add(f"{config}: stats recomputed equal", stored is not None and recomputed == stored,
+            standard = stored and {k: v for k, v in stored.items() if k not in (*ROBUST_KEYS, "robust_method")}
+            report.add(f"{config}: stats recomputed equal", stored is not None and recomputed == standard,
                        f"train rows {stored['count']}, ids sha256 {stored['ids_sha256'][:16]}…" if stored
                        else f"not checked: stats/{config}.json unreadable")
             del ds
         _check_nesting(manifest, ids, report)
+        broken = {c for c, splits in manifest["data_files"].items() for f in sum(splits.values(), []) if f in damaged}
+        for name, passed, detail in derived.check(release, manifest, skip=broken):
+            report.add(name, passed, detail)
         _check_stats_config(release, manifest, stored_stats, cache_dir, report)
 
     model_report = _model_checks(release, model_checks, report)

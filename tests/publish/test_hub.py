@@ -119,7 +119,7 @@ def test_changed_release_pushes_only_the_difference(hub_server, verified_release
     hub_server.reset()
     result = publish(hub_server, verified_release, "--allow-synthetic")
     assert result.returncode == 0, result.stderr
-    assert "deleted 4" in result.stdout and hub_server.counts.get("commit") == 1
+    assert "deleted 5" in result.stdout and hub_server.counts.get("commit") == 1
     assert not any(p.startswith("plots/") for p in hub_server.files(REPO))
 
 

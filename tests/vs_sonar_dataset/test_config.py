@@ -27,6 +27,10 @@ BAD = [  # (table, body, what the line must say)
     ("dedup", "ivf_lists = 10\nivf_probes = 20", "ivf_probes (20) <= ivf_lists (10)"),
     ("build", 'seed = "0"', "[build]: seed: Input should be a valid integer (got '0')"),
     ("build", "configs = {}", "[build]: configs: "),
+    ("build", "density = { k = 0 }", "[build]: density.k: Input should be greater than or equal to 1"),
+    ("build", 'density = { method = "hnsw" }', "[build]: density.method: Input should be 'exact', 'ivf' or 'auto'"),
+    ("build", "map = { max_points = 5 }", "[build]: map.max_points: Input should be greater than or equal to 10"),
+    ("build", "map = { colour = 1 }", "[build]: map.colour: unknown key"),
     ("model_check", 'sample = "some"', "[model_check]: sample: "),
     ("model_check", "min_pass_rate = 2", "[model_check]: min_pass_rate: Input should be less than or equal to 1"),
 ]

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from release_fixtures import SMALL_SIZES
+from vs_sonar_dataset.derived import DERIVED_COLUMNS
 from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.release import build_release
@@ -28,8 +29,10 @@ def test_layout_and_file_numbering(small_release_master):
     assert names == ["test-00000-of-00001.parquet", "train-00000-of-00003.parquet", "train-00001-of-00003.parquet",
                      "train-00002-of-00003.parquet", "validation-00000-of-00001.parquet"]
     assert (r / "stats" / "s.json").is_file() and (r / "data" / "stats" / "stats-00000-of-00001.parquet").is_file()
-    assert sorted(p.name for p in (r / "plots").iterdir()) == ["dimension_mean_std.png", "norm_histogram.png",
-                                                              "pca_projection.png", "probability_histogram.png"]
+    assert sorted(p.name for p in (r / "plots").iterdir()) == [
+        "density_weights.png", "dimension_mean_std.png", "norm_histogram.png", "pca_projection.png",
+        "probability_histogram.png"]
+    assert sorted(p.name for p in (r / "map").iterdir()) == [f"{c}.{ext}" for c in "lms" for ext in ("html", "json", "png")]
 
 
 def test_rows_follow_the_plan(small_pool, small_release_master):
@@ -37,7 +40,9 @@ def test_rows_follow_the_plan(small_pool, small_release_master):
     plan = make_plan(pool.num_rows, SMALL_SIZES, seed=3)
     for config in SMALL_SIZES:
         for split in SPLITS:
-            assert _split(small_release_master, config, split).equals(pool.take(plan.rows(config, split)))
+            rows = _split(small_release_master, config, split)
+            assert rows.select(pool.column_names).equals(pool.take(plan.rows(config, split)))
+            assert rows.column_names == pool.column_names + list(DERIVED_COLUMNS)  # derived.py appends them
 
 
 def test_stats_are_from_train_only(small_release_master):
@@ -99,8 +104,11 @@ def _spills(folder):
 
 def test_a_killed_build_spills_only_into_its_work_folder_and_the_next_build_removes_it(tmp_path):
     write_synthetic_pool(tmp_path / "pool", rows=300_000, seed=1, dim=32, shard_rows=100_000, progress=False)
+    settings = tmp_path / "quick.toml"  # a coarse index and no map: the second build has to finish, not be good
+    settings.write_text("[build.density]\nmethod = \"ivf\"\nivf_lists = 64\nivf_probes = 1\n"
+                        "[build.map]\nenabled = false\n")
     cmd = [sys.executable, "-m", "vs_sonar_dataset.cli", "build", str(tmp_path / "pool"), "--out",
-           str(tmp_path / "rel"), "--sizes", "a=300000"]
+           str(tmp_path / "rel"), "--sizes", "a=300000", "--config", str(settings)]
     build = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
     deadline = time.monotonic() + 60
     while not _spills(tmp_path) and build.poll() is None and time.monotonic() < deadline:
@@ -111,7 +119,7 @@ def test_a_killed_build_spills_only_into_its_work_folder_and_the_next_build_remo
     assert len(spills) == 1 and spills[0].parts[0] == "rel.partial", spills  # killed mid-shuffle, spill inside
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "rel"] and not _spills(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "quick.toml", "rel"] and not _spills(tmp_path)
 
 
 def test_same_pool_and_settings_give_a_byte_identical_release(small_pool, tmp_path):

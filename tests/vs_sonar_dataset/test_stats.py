@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from vs_sonar_dataset.errors import UserError
-from vs_sonar_dataset.stats import BLOCK_ROWS, Stats, StatsAccumulator, denormalize, load_stats, normalize
+from vs_sonar_dataset.stats import (BLOCK_ROWS, IQR_TO_STD, Stats, StatsAccumulator, denormalize, load_stats, normalize,
+                                   robust_stats)
 
 
 def _data(n, dim=12, seed=0):
@@ -108,3 +109,37 @@ def test_load_stats_from_release_folder(small_release_master):
     assert stats.count == 240 and stats.mean.dtype == np.float32 and stats.mean.shape == (16,)
     with pytest.raises(UserError, match="no stats for config 'xl'"):
         load_stats(str(small_release_master), "xl")
+
+
+def test_robust_stats_are_numpys_percentiles_of_every_row():
+    x = _data(5000, dim=70)  # more dimensions than one column block
+    x[:25, 3] = 1e6  # outliers move the mean and std, hardly the median and IQR
+    r = robust_stats(x, columns=64)
+    q = np.percentile(x.astype(np.float64), [50, 25, 75, 1, 99], axis=0).astype(np.float32)
+    assert np.array_equal(np.float32(r["median"]), q[0]) and np.array_equal(np.float32(r["p01"]), q[3])
+    assert np.array_equal(np.float32(r["p99"]), q[4])
+    assert np.allclose(r["robust_std"], IQR_TO_STD * (q[2] - q[1]), rtol=1e-6)
+    assert abs(r["robust_std"][3] - r["robust_std"][4]) < 1 and x[:, 3].std() > 1e4
+
+
+def test_robust_normalize_uses_median_and_robust_std_and_inverts():
+    x = _data(2000)
+    acc = _fed(x, [len(x)], 500)
+    stats = Stats.from_json({**acc.stats(len(x), "c"), **robust_stats(x)})
+    z = normalize(x, stats, method="robust")
+    assert np.allclose(np.median(z, axis=0), 0, atol=1e-5)
+    iqr = np.subtract(*np.percentile(z, [75, 25], axis=0))
+    assert np.allclose(iqr * IQR_TO_STD, 1, atol=1e-4)
+    assert np.allclose(denormalize(z, stats, method="robust"), x, atol=1e-4)
+    t = normalize(torch.from_numpy(x), stats, method="robust")
+    assert torch.allclose(t, torch.from_numpy(z), atol=1e-6)
+    assert not np.allclose(normalize(x, stats), z)  # the standard method differs
+
+
+def test_robust_method_needs_robust_stats_and_a_known_name():
+    x = _data(100)
+    old = Stats.from_json(_fed(x, [100], 50).stats(100, "c"))  # a release made before robust stats
+    with pytest.raises(UserError, match="no robust statistics"):
+        normalize(x, old, method="robust")
+    with pytest.raises(UserError, match="use one of standard, robust"):
+        normalize(x, old, method="minmax")

@@ -1,4 +1,5 @@
-"""The embed stage: candidate shards -> vector shards (candidate columns + fp32 embedding + encoder name).
+"""The embed stage: candidate shards -> vector shards (candidate columns + fp32 embedding + encoder name + the
+text's length in the encoder's tokens).
 
 Candidates are read in order, `chunk_rows` at a time. Each chunk's new texts are encoded (token-budget batches
 over length-sorted rows), rows with broken vectors are dropped, and the rest are written as one shard whose
@@ -43,19 +44,21 @@ BROKEN_REASONS = (REASON_NAN, REASON_INF, REASON_ZERO)
 REASONS = (DUPLICATE_ID, *BROKEN_REASONS)
 
 
-def encode_texts(encoder, texts: list[str], config) -> np.ndarray:
-    """fp32 [len(texts), dim] in input order, encoded in token-budget batches of length-sorted rows."""
+def encode_texts(encoder, texts: list[str], config, lengths: list[int] | None = None) -> np.ndarray:
+    """fp32 [len(texts), dim] in input order, encoded in token-budget batches of length-sorted rows
+    (lengths: the texts' token counts, when the caller has them already)."""
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    lengths = encoder.token_lengths(texts)
+    lengths = encoder.token_lengths(texts) if lengths is None else lengths
     for batch in token_budget_batches(lengths, config.tokens_per_batch, config.max_batch_rows):
         out[batch] = encoder.encode_batch([texts[i] for i in batch])
     return out
 
 
 def vectors_schema(candidates: pa.Schema, dim: int) -> pa.Schema:
-    """The candidates' columns, then the vector and the encoder's name."""
+    """The candidates' columns, then the vector, the encoder's name and the tokens it read."""
     return pa.schema(list(candidates) + [pa.field("embedding", embedding_type(dim), nullable=False),
-                                         pa.field("encoder", pa.string(), nullable=False)])
+                                         pa.field("encoder", pa.string(), nullable=False),
+                                         pa.field("text_tokens", pa.int32(), nullable=False)])
 
 
 def recorded_source(candidates_config: dict) -> dict:
@@ -97,12 +100,14 @@ def _iter_chunks(candidates_dir: Path, chunk_rows: int, skip: int):
         yield position, pa.concat_tables(buffered)
 
 
-def with_vectors(rows: pa.Table, vectors: np.ndarray, encoder_name: str, schema: pa.Schema) -> pa.Table:
-    """The rows with their vectors and the encoder's name, in `schema`."""
+def with_vectors(rows: pa.Table, vectors: np.ndarray, encoder_name: str, tokens: list[int],
+                 schema: pa.Schema) -> pa.Table:
+    """The rows with their vectors, the encoder's name and token counts, in `schema`."""
     embedding = schema.field("embedding")
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     table = rows.append_column(embedding, pa.FixedSizeListArray.from_arrays(flat, type=embedding.type))
     table = table.append_column(schema.field("encoder"), pa.array([encoder_name] * rows.num_rows, pa.string()))
+    table = table.append_column(schema.field("text_tokens"), pa.array(tokens, pa.int32()))
     # not a no-op: ShardWriter's check ignores schema metadata, which a candidate shard may carry; this drops it
     return table.cast(schema)
 
@@ -169,7 +174,9 @@ def run_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, con
             else:
                 seen.add(row_id)
                 fresh.append(position)
-        vectors = encode_texts(encoder, [texts[p] for p in fresh], config)
+        fresh_texts = [texts[p] for p in fresh]
+        tokens = encoder.token_lengths(fresh_texts)
+        vectors = encode_texts(encoder, fresh_texts, config, tokens)
         usable, usable_rows = [], []  # chunk positions and rows of `vectors` of the usable vectors
         for row, (position, reason) in enumerate(zip(fresh, invalid_reasons(vectors))):
             if reason:
@@ -179,7 +186,7 @@ def run_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, con
                 usable.append(position)
                 usable_rows.append(row)
         table = with_vectors(chunk.take(pa.array(usable, type=pa.int64())), vectors[usable_rows], encoder.name,
-                             schema)
+                             [tokens[r] for r in usable_rows], schema)
         stats["input_rows_done"] = start + chunk.num_rows
         stats["rows"] += table.num_rows
         for d in dropped:

@@ -77,6 +77,7 @@ def test_pool_rows_vectors_and_dropped_records(tmp_path, tiny_sonar, encoder, te
     assert pool.schema.equals(pool_schema(TEST_DIM), check_metadata=False)
     assert pool.column("instruction").to_pylist() == train_texts
     assert set(pool.column("encoder").to_pylist()) == {"tiny_sonar_encoder"}
+    assert pool.column("text_tokens").to_pylist() == encoder.token_lengths(train_texts)
     np.testing.assert_allclose(embedding_matrix(pool), encoder.encode_batch(train_texts), atol=1e-5)
 
     vectors = tmp_path / "pool-vectors"
