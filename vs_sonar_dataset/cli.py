@@ -14,7 +14,8 @@ from .pipeline import STAGES
 # every stage's command, in pipeline order, then the tools around them: name -> module. A command runs in
 # the environment its module names (ENVIRONMENT, or environment(args) where a plug-in decides)
 COMMANDS = {**{stage.name: stage.module for stage in STAGES},
-            "run": "vs_sonar_dataset.run", "synth-pool": "vs_sonar_dataset.synth"}
+            "run": "vs_sonar_dataset.run", "synth-pool": "vs_sonar_dataset.synth",
+            "export": "vs_sonar_dataset.export"}
 ALIASES = {"source": ["generate"]}  # the source command's first name
 
 
