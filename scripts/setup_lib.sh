@@ -20,3 +20,29 @@ make_env() {
   if [ -n "${MAKE_ENV_POST:-}" ]; then "$MAKE_ENV_POST" "$dir"; fi
   echo "$want" > "$stamp"
 }
+
+# project EXTRAS... : the pip argument that installs this project (editable) with those extras, and with the
+# `ray` extra too under setup.sh --ray (WITH_RAY=1). Without --ray the argument is what it always was, so the
+# environment's stamp, and with it the environment, stay as they are.
+project() {
+  local extras=("$@")
+  if [ "${WITH_RAY:-0}" = 1 ]; then extras+=(ray); fi
+  if [ ${#extras[@]} -eq 0 ]; then echo "."; return; fi
+  local IFS=,
+  echo ".[${extras[*]}]"
+}
+
+# check_ray DIR... : each environment has the Ray version pyproject.toml pins (a worker whose Ray differs from
+# the driver's cannot join it). Reads package metadata only: cheap enough for every run.
+check_ray() {
+  local want have dir
+  want=$(grep -oE 'ray\[data\]==[0-9.]+' pyproject.toml | head -1 | cut -d= -f3)
+  for dir in "$@"; do
+    have=$("$dir/bin/python" -c 'import importlib.metadata as m; print(m.version("ray"))' 2>/dev/null || true)
+    if [ "$have" != "$want" ]; then
+      echo "setup: $dir has ray ${have:-(none)}, not $want; remove its .vs-sonar-stamp and run setup.sh --ray" >&2
+      return 1
+    fi
+  done
+  echo "setup: ray $want in $*"
+}

@@ -28,6 +28,7 @@ class Stage:
     ok_codes: tuple[int, ...] = (0,)
     extra: Callable[["Runner"], dict] | None = None  # what else its output depends on
     plugin_environment: Callable[[dict], str | None] | None = None  # when a plug-in decides where it runs
+    engines: bool = False  # its command takes --engine/--address; with --engine ray its driver runs in main
 
     def environment(self, config: dict) -> str | None:
         """The environment it runs in (None: the main one), for the parsed configuration."""
@@ -60,7 +61,8 @@ STAGES = (
           lambda r: [str(r.config_path), "--out", str(r.path("candidates")), *r.source_flags],
           extra=_source_extra, plugin_environment=_source_environment),
     Stage("embed", "vs_sonar_dataset.embed.cli", ("embed", "run"), ("source",), "vectors", f"vectors/{MANIFEST}",
-          lambda r: [str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag]),
+          lambda r: [str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag, *r.engine_flags],
+          engines=True),
     Stage("dedup", "vs_sonar_dataset.embed.dedup_cli", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}",
           lambda r: [str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag]),
     Stage("build", "vs_sonar_dataset.release", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}",

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .config import config_of, parse_document, table_digest
 from .console import StageConsole
+from .engines import add_engine_arguments, check_engine_arguments, engine_flags
 from .envs import REPO_ROOT, python_for
 from .errors import CHECKS_FAILED_EXIT, UserError
 from .outputs import check_output_dir
@@ -56,7 +57,10 @@ def fixture_environments() -> dict[str, str]:
 
 
 class Runner:
-    def __init__(self, config_path, run_dir, gsm8k: str | None = None, verbose: bool = False):
+    def __init__(self, config_path, run_dir, gsm8k: str | None = None, verbose: bool = False,
+                 engine: str = "local", address: str | None = None):
+        """engine, address: for the stages that take --engine (the same files either way, so the engine is not
+        part of what a stage's output is made from)."""
         self.run_dir = Path(run_dir).resolve()
         self.source = Path(config_path)
         self.verbose = verbose
@@ -65,6 +69,8 @@ class Runner:
         self.gsm8k = gsm8k
         self.source_flags: list[str] = []
         self.config_flag = ["--config", str(self.config_path)]
+        self.engine = engine
+        self.engine_flags = engine_flags(engine, address)
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
@@ -205,7 +211,7 @@ class Runner:
             print(f"stage {stage.name}: running ({why}; log: {self.run_dir / 'logs' / f'{stage.name}.log'})",
                   flush=True)
             self.record(stage.name, status="running", made_from=made_from, log=f"logs/{stage.name}.log")
-            seconds = self.execute(stage.name, stage.environment(self.config), [stage.name, *stage.args(self)],
+            seconds = self.execute(stage.name, self.environment(stage), [stage.name, *stage.args(self)],
                                    stage.ok_codes)
             if not self.path(stage.record).is_file():
                 self.record(stage.name, status="failed (no output)", seconds=round(seconds, 1))
@@ -215,6 +221,12 @@ class Runner:
                         output_sha256=sha256_file(self.path(stage.record)))
             ran.append(stage.name)
         return not ran
+
+    def environment(self, stage: Stage) -> str | None:
+        """Where the stage's command runs: a Ray driver in the main environment, else the stage's own."""
+        if stage.engines and self.engine == "ray":
+            return None
+        return stage.environment(self.config)
 
     def remove_output(self, stage: Stage) -> None:
         if stage.name == "build":  # a killed build's work folder goes with it
@@ -240,13 +252,20 @@ def add_arguments(parser):
                         "stages whose settings and inputs are unchanged are skipped)")
     parser.add_argument("--gsm8k", help="vs_gsm8k source: a local GSM8K folder or file instead of the "
                         "configuration's `gsm8k`")
+    add_engine_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show every stage's whole output (engine start-up logs included), not only its "
                         "progress and last line")
 
 
 def main(args) -> int:
-    runner = Runner(args.config, args.out, args.gsm8k, verbose=getattr(args, "verbose", False))
+    check_engine_arguments(args)
+    if args.engine == "ray":  # before the first stage, which may run for hours
+        from .engines.ray import preflight
+
+        preflight()
+    runner = Runner(args.config, args.out, args.gsm8k, verbose=getattr(args, "verbose", False),
+                    engine=args.engine, address=args.address)
     up_to_date = runner.run()
     release = runner.run_dir / "release"
     from .verify import REPORT

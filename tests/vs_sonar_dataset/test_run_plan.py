@@ -71,3 +71,17 @@ def test_a_stage_that_stopped_resumes_and_a_changed_one_starts_over(tmp_path):
     (r.path("candidates") / "shard-00000.parquet").write_text("partial")
     r.remove_output(stage)
     assert not r.path("candidates").exists()
+
+
+def test_the_ray_engine_moves_only_embed_and_changes_no_digest(tmp_path):
+    """--engine ray: embed's command gets the flags and its driver runs here (its encoders run on Ray in the
+    embed environment); the other stages run where they did. Both engines write the same files, so what a
+    stage's output is made from does not name the engine."""
+    local, _ = runner(tmp_path)
+    r, _ = runner(tmp_path)
+    r.engine, r.engine_flags = "ray", ["--engine", "ray", "--address", "head:6379"]
+    assert STAGE["embed"].args(r)[-4:] == ["--engine", "ray", "--address", "head:6379"]
+    assert "--engine" not in STAGE["embed"].args(local) and "--engine" not in STAGE["dedup"].args(r)
+    assert (local.environment(STAGE["embed"]), r.environment(STAGE["embed"])) == ("embed", None)
+    assert r.environment(STAGE["dedup"]) == local.environment(STAGE["dedup"])
+    assert r.made_from(STAGE["embed"])["tables"] == local.made_from(STAGE["embed"])["tables"]

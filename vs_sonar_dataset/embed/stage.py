@@ -16,6 +16,7 @@ VECTORS/ layout:
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,21 +132,46 @@ def write_dropped_part(directory: Path, writer: shards.ShardWriter, table: pa.Ta
     shards.write_parquet_atomic(table, directory / DROPPED_DIR / f"chunk-{len(writer.manifest.shards):05d}.parquet")
 
 
-def run_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, config, encoder) -> shards.Manifest:
-    """config: the [embed] table (encoders.base.EncoderConfig); encoder: the loaded TextEncoder."""
+@dataclass
+class EmbedRun:
+    """An embed output opened for writing: where it stands and what it already holds."""
+    out_dir: Path
+    candidates_dir: Path
+    writer: shards.ShardWriter
+    schema: pa.Schema
+    text_column: str
+    stats: dict
+    seen: set  # ids of every earlier candidate row, written or dropped
+    total_rows: int
+
+
+@dataclass
+class Chunk:
+    """One chunk of candidates: its rows, which of them are new texts (to encode), and the repeated ones."""
+    start: int  # index of its first row among all candidate rows
+    table: pa.Table
+    ids: list
+    fresh: list  # chunk positions of the rows to encode
+    dropped: list  # DROPPED_SCHEMA rows so far (repeated texts)
+    texts: list  # the texts of `fresh`, in order
+
+
+def open_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, config,
+               encoder) -> EmbedRun | shards.Manifest:
+    """Check the folders, open (or resume) the output; the finished manifest when the output is complete.
+    encoder: anything with the TextEncoder's name, dim and describe()."""
     candidates_dir, out_dir = Path(candidates_dir), Path(out_dir)
     if candidates_dir.resolve() == out_dir.resolve():
         raise UserError("the vectors must go to their own directory, not the candidates directory")
     candidates = shards.read_manifest(candidates_dir, "candidates")
     fingerprint = input_fingerprint(candidates_dir, "candidates")
-    text_column = candidates.text_column
     # the source's settings and counts travel on to the pool: the card reads them there
     run_config = {"stage": "embed", "embed": config.model_dump(mode="json"), "encoder": encoder.describe(),
                   "input": fingerprint, "source": recorded_source(candidates.config),
                   "source_stats": candidates.stats}
     schema = vectors_schema(candidates.schema, encoder.dim)
     writer = shards.ShardWriter(out_dir, "vectors", run_config, embedding_dim=encoder.dim, schema=schema,
-                                text_column=text_column)
+                                text_column=candidates.text_column)
     stats = dict(writer.manifest.stats) or {"input_rows": fingerprint["rows"], "input_rows_done": 0, "rows": 0,
                                             **{f"dropped_{r}": 0 for r in REASONS}}
     if writer.manifest.complete:
@@ -153,51 +179,85 @@ def run_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, con
         shutil.rmtree(out_dir / DROPPED_DIR, ignore_errors=True)  # left by a kill just after finishing
         return writer.manifest
 
-    seen: set[str] = set()  # ids of every earlier candidate row, written or dropped
+    seen: set[str] = set()
     for table in shards.iter_shards(out_dir, "vectors"):
         seen.update(table.column("id").to_pylist())
     for part in sorted((out_dir / DROPPED_DIR).glob("chunk-*.parquet"))[:len(writer.manifest.shards)]:
         seen.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
     if writer.resumed_shards:
         log.info("resuming %s: %d candidates done", out_dir, stats["input_rows_done"])
+    return EmbedRun(out_dir, candidates_dir, writer, schema, candidates.text_column, stats, seen,
+                    fingerprint["rows"])
 
-    bar = tqdm(total=fingerprint["rows"], initial=stats["input_rows_done"], unit="row", desc="embed")
-    for start, chunk in _iter_chunks(candidates_dir, config.chunk_rows, stats["input_rows_done"]):
-        ids = chunk.column("id").to_pylist()
-        texts = chunk.column(text_column).to_pylist()
+
+def iter_chunks(run: EmbedRun, chunk_rows: int):
+    """The chunks still to do, in order, each with its repeated texts found (this updates run.seen)."""
+    for start, table in _iter_chunks(run.candidates_dir, chunk_rows, run.stats["input_rows_done"]):
+        ids = table.column("id").to_pylist()
+        texts = table.column(run.text_column).to_pylist()
         dropped: list[dict] = []
         fresh = []
         for position, row_id in enumerate(ids):  # the same text (after normalization) as an earlier row
-            if row_id in seen:
+            if row_id in run.seen:
                 dropped.append({"id": row_id, "input_index": start + position, "reason": DUPLICATE_ID,
                                 "duplicate_of": row_id})
             else:
-                seen.add(row_id)
+                run.seen.add(row_id)
                 fresh.append(position)
-        fresh_texts = [texts[p] for p in fresh]
-        tokens = encoder.token_lengths(fresh_texts)
-        vectors = encode_texts(encoder, fresh_texts, config, tokens)
-        usable, usable_rows = [], []  # chunk positions and rows of `vectors` of the usable vectors
-        for row, (position, reason) in enumerate(zip(fresh, invalid_reasons(vectors))):
-            if reason:
-                dropped.append({"id": ids[position], "input_index": start + position, "reason": reason,
-                                "duplicate_of": None})
-            else:
-                usable.append(position)
-                usable_rows.append(row)
-        table = with_vectors(chunk.take(pa.array(usable, type=pa.int64())), vectors[usable_rows], encoder.name,
-                             [tokens[r] for r in usable_rows], schema)
-        stats["input_rows_done"] = start + chunk.num_rows
-        stats["rows"] += table.num_rows
-        for d in dropped:
-            stats[f"dropped_{d['reason']}"] += 1
-        dropped.sort(key=lambda d: d["input_index"])
-        write_dropped_part(out_dir, writer, pa.Table.from_pylist(dropped, schema=DROPPED_SCHEMA))
-        writer.write(table, stats)
-        bar.update(chunk.num_rows)
-        bar.set_postfix(dropped=sum(stats[f"dropped_{r}"] for r in REASONS))
-    bar.close()
-    manifest = finish_with_dropped(out_dir, writer, stats, DROPPED_SCHEMA)
-    log.info("vectors %s: %d rows of %d candidates (%s)", out_dir, stats["rows"], stats["input_rows_done"],
+        yield Chunk(start, table, ids, fresh, dropped, [texts[p] for p in fresh])
+
+
+def write_chunk(run: EmbedRun, chunk: Chunk, vectors: np.ndarray, tokens: list[int], encoder_name: str) -> None:
+    """Drop the broken vectors of the chunk's fresh rows and write the rest (with their token counts) as the
+    next shard (its dropped rows first: the shard's manifest entry commits both)."""
+    dropped = list(chunk.dropped)
+    usable, usable_rows = [], []  # chunk positions and rows of `vectors` of the usable vectors
+    for row, (position, reason) in enumerate(zip(chunk.fresh, invalid_reasons(vectors))):
+        if reason:
+            dropped.append({"id": chunk.ids[position], "input_index": chunk.start + position, "reason": reason,
+                            "duplicate_of": None})
+        else:
+            usable.append(position)
+            usable_rows.append(row)
+    table = with_vectors(chunk.table.take(pa.array(usable, type=pa.int64())), vectors[usable_rows], encoder_name,
+                         [tokens[r] for r in usable_rows], run.schema)
+    stats = run.stats
+    stats["input_rows_done"] = chunk.start + chunk.table.num_rows
+    stats["rows"] += table.num_rows
+    for d in dropped:
+        stats[f"dropped_{d['reason']}"] += 1
+    dropped.sort(key=lambda d: d["input_index"])
+    write_dropped_part(run.out_dir, run.writer, pa.Table.from_pylist(dropped, schema=DROPPED_SCHEMA))
+    run.writer.write(table, stats)
+
+
+def progress_bar(run: EmbedRun) -> tqdm:
+    return tqdm(total=run.total_rows, initial=run.stats["input_rows_done"], unit="row", desc="embed")
+
+
+def finish_embed(run: EmbedRun) -> shards.Manifest:
+    manifest = finish_with_dropped(run.out_dir, run.writer, run.stats, DROPPED_SCHEMA)
+    stats = run.stats
+    log.info("vectors %s: %d rows of %d candidates (%s)", run.out_dir, stats["rows"], stats["input_rows_done"],
              ", ".join(f"{r}: {stats[f'dropped_{r}']}" for r in REASONS))
     return manifest
+
+
+def dropped_count(stats: dict) -> int:
+    return sum(stats[f"dropped_{r}"] for r in REASONS)
+
+
+def run_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, config, encoder) -> shards.Manifest:
+    """config: the [embed] table (encoders.base.EncoderConfig); encoder: the loaded TextEncoder.
+    The local engine: every chunk encoded here, in this process."""
+    run = open_embed(candidates_dir, out_dir, config, encoder)
+    if isinstance(run, shards.Manifest):
+        return run
+    bar = progress_bar(run)
+    for chunk in iter_chunks(run, config.chunk_rows):
+        tokens = encoder.token_lengths(chunk.texts)
+        write_chunk(run, chunk, encode_texts(encoder, chunk.texts, config, tokens), tokens, encoder.name)
+        bar.update(chunk.table.num_rows)
+        bar.set_postfix(dropped=dropped_count(run.stats))
+    bar.close()
+    return finish_embed(run)

@@ -1,0 +1,301 @@
+"""The embed stage on Ray Data: the same chunks, drops, shards and manifest as the local engine, with the
+encoding done by a pool of encoder actors that run in the embed environment.
+
+The driver (any environment with Ray, pyarrow and this package; no torch needed) opens the output as the local
+engine does (embed/stage.py: resume, repeated texts, ShardWriter), hands each chunk's new texts to Ray Data as
+one row, and writes the returned vectors as shards in chunk order. Each actor call encodes one whole chunk
+with the local engine's own batching (encode_texts), so the vectors are those the local engine computes.
+
+Only plain data crosses between environments (str lists in, float32 numpy out): a torch object pickled in one
+environment does not unpickle in another. Every wait that Ray could stretch forever (a worker whose python
+cannot start, an actor asking for resources no node has) has a time limit.
+"""
+
+import dataclasses
+import importlib.util
+import logging
+import os
+import socket
+import subprocess
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..embed.stage import dropped_count, finish_embed, iter_chunks, open_embed, progress_bar, write_chunk
+from ..envs import REPO_ROOT, stage_python
+from ..errors import UserError
+from ..shards import Manifest
+
+log = logging.getLogger("vs_sonar.engines.ray")
+
+SETUP_HINT = "run scripts/setup.sh --ray"
+# seconds for the encoder's workers to start and load the model; a stuck start fails instead of hanging
+START_TIMEOUT_S = float(os.environ.get("VS_SONAR_RAY_START_TIMEOUT", "600"))
+PROBE_TIMEOUT_S = 120  # an environment's `import ray, pandas, pyarrow`
+CONNECT_TIMEOUT_S = 10  # the Ray head's port
+CPUS_PER_ACTOR = 0.5  # fractional: two pools at 1 CPU each on a 2-CPU machine wait for each other forever
+
+
+def require_ray():
+    """The ray module of this environment, or a one-line error saying how to install it."""
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(f"--engine ray: ray is not installed in this environment ({sys.executable}); "
+                        f"{SETUP_HINT}")
+    import ray
+
+    return ray
+
+
+def check_environment(python: str, stage: str, version: str) -> None:
+    """The stage's python imports the driver's Ray version, pandas and pyarrow. A worker that cannot makes
+    Ray wait forever rather than fail, so this is checked here first (on this machine)."""
+    probe = "import ray, pandas, pyarrow; print(ray.__version__)"
+    try:
+        done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except OSError as e:
+        raise UserError(f"the {stage} environment's python cannot run ({python}: {e.strerror}); "
+                        "run scripts/setup.sh") from None
+    except subprocess.TimeoutExpired:
+        raise UserError(f"the {stage} environment's python ({python}) did not import ray within "
+                        f"{PROBE_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        missing = (done.stderr.strip().splitlines() or ["import failed"])[-1]
+        raise UserError(f"--engine ray: the {stage} environment ({python}) lacks Ray Data ({missing}); "
+                        f"{SETUP_HINT}")
+    found = done.stdout.strip()
+    if found != version:
+        raise UserError(f"--engine ray: the {stage} environment has ray {found}, this one {version}; "
+                        f"every environment needs the same version: {SETUP_HINT}")
+
+
+def preflight(python: str | None = None):
+    """(ray, the embed environment's python) once both environments are fit for the ray engine."""
+    ray = require_ray()
+    python = python or stage_python("embed")
+    if not os.path.exists(python):
+        raise UserError(f"the embed environment is missing ({python}); run scripts/setup.sh")
+    check_environment(python, "embed", ray.__version__)
+    return ray, python
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderInfo:
+    """What the driver records of the encoder, as the TextEncoder loaded in the embed environment gives it
+    (the driver never loads the model)."""
+    name: str
+    dim: int
+    description: dict
+
+    def describe(self) -> dict:
+        return self.description
+
+
+def _load_encoder(config_values: dict):
+    from ..config import parse
+    from ..encoders import encoder_plugin
+
+    config = parse("embed", config_values)
+    return config, encoder_plugin(config.kind).load(config)
+
+
+def describe_encoder(config_values: dict) -> dict:
+    """Run in the embed environment: the encoder's name, width and description."""
+    _, encoder = _load_encoder(config_values)
+    return {"name": encoder.name, "dim": int(encoder.dim), "description": encoder.describe()}
+
+
+class ChunkEncoder:
+    """A Ray Data actor in the embed environment: one batch is one chunk's texts (a single row), encoded with
+    the local engine's token-budget batching; one output row per text."""
+
+    def __init__(self, config_values: dict, threads: int):
+        self.config, self.encoder = _load_encoder(config_values)
+        if self.encoder.device == "cpu":  # Ray gives a fractional-CPU actor one thread; use its share of cores
+            import torch
+
+            torch.set_num_threads(threads)
+
+    def __call__(self, batch: dict) -> dict:
+        from ..embed.stage import encode_texts
+
+        texts = [str(t) for row in batch["texts"] for t in row]
+        tokens = self.encoder.token_lengths(texts)
+        vectors = encode_texts(self.encoder, texts, self.config, tokens)
+        return {"vector": np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.encoder.dim),
+                "tokens": np.asarray(tokens, dtype=np.int32)}
+
+
+def _user_error(ray, e: BaseException) -> UserError | None:
+    """The UserError raised inside a Ray task or actor, if that is what `e` carries. (Ray's own error also
+    passes as a UserError then, but its text is the remote traceback.)"""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, UserError) and not isinstance(e, ray.exceptions.RayError):
+            return UserError(str(e))
+        seen.add(id(e))
+        e = getattr(e, "cause", None) or e.__cause__
+    return None
+
+
+@contextmanager
+def remote_user_errors(ray):
+    """A user mistake met inside Ray (a model folder that is not there) ends as its own one line; anything
+    else keeps Ray's traceback."""
+    try:
+        yield
+    except ray.exceptions.RayError as e:
+        error = _user_error(ray, e)
+        if error is None:
+            raise
+        raise error from None
+
+
+def check_reachable(address: str) -> None:
+    """A host:port that nothing answers on fails here in seconds: ray.init retries such an address for many
+    minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address == "auto":  # the cluster `ray start` left on this machine: ray.init finds it or says so
+            return
+        raise UserError(f"--address {address!r}: give host:port of the Ray head (as `ray start --head` prints it)")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); start it with "
+                        "`ray start --head` or check the address") from None
+
+
+@contextmanager
+def ray_session(ray, address: str | None):
+    """Join the cluster at `address`, or start a local Ray instance; leave one that was already running."""
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False, configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise UserError(f"cannot start or join {where}: {str(e).strip().splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def actor_environment(python: str) -> dict:
+    """Ray's runtime_env for the encoder: the embed environment's python, importing this checkout's package
+    (as `vs-sonar run` runs each stage from it), so driver and actors run the same code."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {"py_executable": python, "env_vars": {"PYTHONPATH": path}}
+
+
+def _resources(ray, device: str) -> dict:
+    """Per actor: a fraction of a CPU, and one GPU where the encoder computes on CUDA ("auto": when the
+    cluster has GPUs)."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    wants_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+    return {"num_cpus": CPUS_PER_ACTOR, "num_gpus": 1 if wants_gpu else 0}
+
+
+def _pool_size(ray, resources: dict, actors: int | None) -> tuple[int, int]:
+    """(actors, torch threads per actor): by default one actor per GPU, else one per node using its cores,
+    which is how the local engine computes on one machine."""
+    if not actors:
+        if resources["num_gpus"]:
+            actors = int(ray.cluster_resources().get("GPU", 1))
+        else:
+            actors = sum(1 for node in ray.nodes() if node.get("Alive"))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, actors), max(1, cpus // max(1, actors))
+
+
+def _get(ray, ref, what: str):
+    """ray.get with the start time limit."""
+    try:
+        return ray.get(ref, timeout=START_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        ray.cancel(ref, force=True)
+        raise UserError(f"{what} did not start within {START_TIMEOUT_S:.0f} s (no node with the resources, or "
+                        "a stage environment that cannot start Ray workers); check `ray status` and "
+                        f"{SETUP_HINT} on every node") from None
+
+
+def _vector_rows(ds):
+    """The pipeline's vectors and token counts in chunk order: (float32 [rows, dim], int32 [rows]) per block."""
+    if ds is None:  # nothing to encode
+        return
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        vectors = batch["vector"]
+        if vectors.dtype == object:  # blocks Ray could not store as a tensor come back as arrays of arrays
+            vectors = np.stack(list(vectors))
+        yield np.asarray(vectors, dtype=np.float32), np.asarray(batch["tokens"], dtype=np.int32)
+
+
+def _take(rows, buffer: list, n: int, dim: int) -> tuple[np.ndarray, list[int]]:
+    """The next n vectors of the stream and their token counts."""
+    have = sum(len(b[0]) for b in buffer)
+    while have < n:
+        block = next(rows, None)
+        if block is None:
+            raise RuntimeError(f"the Ray pipeline ended {n - have} vectors short")
+        buffer.append(block)
+        have += len(block[0])
+    vectors = np.concatenate([b[0] for b in buffer]) if buffer else np.empty((0, dim), np.float32)
+    tokens = np.concatenate([b[1] for b in buffer]) if buffer else np.empty(0, np.int32)
+    buffer[:] = [(vectors[n:], tokens[n:])] if len(vectors) > n else []
+    return vectors[:n].reshape(n, dim), tokens[:n].tolist()
+
+
+def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None, python: str | None = None,
+                  actors: int | None = None) -> Manifest:
+    """The embed stage on Ray Data. python: the embed environment's interpreter for the actors (default: the
+    environment envs.py names); actors: the pool size (default: one per GPU, else one per node)."""
+    ray, python = preflight(python)
+    values = config.model_dump(mode="json")
+    runtime_env = actor_environment(python)
+    with ray_session(ray, address), remote_user_errors(ray):
+        resources = _resources(ray, config.device)
+        describe = ray.remote(describe_encoder).options(runtime_env=runtime_env, max_retries=0, **resources)
+        info = EncoderInfo(**_get(ray, describe.remote(values), "the embed environment's encoder"))
+        run = open_embed(candidates_dir, out_dir, config, info)
+        if isinstance(run, Manifest):
+            return run
+        # a first pass finds each chunk's new texts (on a copy of what was seen); the second writes the shards
+        planning = dataclasses.replace(run, seen=set(run.seen))
+        # (a chunk with no new text is written without a trip through Ray)
+        items = [{"texts": chunk.texts} for chunk in iter_chunks(planning, config.chunk_rows) if chunk.texts]
+        actors, threads = _pool_size(ray, resources, actors)
+        log.info("ray engine: %d chunks to encode by %d actor(s), %s", len(items), actors,
+                 "one GPU each" if resources["num_gpus"] else f"{threads} CPU thread(s) each")
+        ds = _pipeline(ray, items, values, runtime_env, resources, actors, threads) if items else None
+        rows, buffer = _vector_rows(ds), []
+        bar = progress_bar(run)
+        try:
+            for chunk in iter_chunks(run, config.chunk_rows):
+                vectors, tokens = _take(rows, buffer, len(chunk.texts), info.dim)
+                write_chunk(run, chunk, vectors, tokens, info.name)
+                bar.update(chunk.table.num_rows)
+                bar.set_postfix(dropped=dropped_count(run.stats))
+        finally:
+            bar.close()
+            rows.close()
+        return finish_embed(run)
+
+
+def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict, actors: int, threads: int):
+    """One row per chunk in, one row per new text out, in order, through `actors` ChunkEncoder actors."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.execution_options.preserve_order = True  # shards are written in chunk order
+    context.wait_for_min_actors_s = int(START_TIMEOUT_S)  # actors that cannot start fail the run
+    context.enable_progress_bars = False  # the stage shows its own progress line
+    context.print_on_execution_start = False
+    return ray.data.from_items(items).map_batches(
+        ChunkEncoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+        fn_constructor_kwargs={"config_values": values, "threads": threads}, runtime_env=runtime_env,
+        **resources)
