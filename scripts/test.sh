@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The test command: set up (cheap when nothing changed), then run each environment's tests.
+# The test command: set up (with Ray; cheap when nothing changed), then run each environment's tests.
 #   scripts/test.sh            everything
 #   scripts/test.sh -k push    extra arguments go to every pytest run
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
+bash scripts/setup.sh --ray || { echo "test: setup failed" >&2; exit 1; }  # --ray: the ray engine's tests run too
 
 status=0
 run() {  # run PYTHON DIR... : pytest in one environment; exit code 5 (nothing collected) is an error too
