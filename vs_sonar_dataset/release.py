@@ -6,7 +6,7 @@ Release layout (the Hub repo is this folder as it is):
     data/stats/stats-00000-of-00001.parquet        the `stats` config: one row per data config
     stats/{config}.json                            the same stats as JSON
     plots/*.png                                    figures shown in the card
-    map/{config}.html, map/{config}.json           the config's 3-D embedding map (embedding_map.py)
+    map/{config}.html, .json, .png                 the config's 3-D embedding map (embedding_map.py)
     release.json                                   how it was built (pool, seed, sizes, code version)
     README.md                                      the dataset card (rendered again by verify with its results)
 
