@@ -163,9 +163,9 @@ def check(release: Path, manifest: dict, skip=()) -> list[tuple[str, bool, str]]
             name = f"{config} {split}"
             files = manifest["data_files"][config][split]
             try:
-                vectors, _ = read_split(release, files, text_column)
-                stored = pa.concat_tables([pq.read_table(release / f, columns=[text_column, *[
-                    c for c in DERIVED_COLUMNS if c in pq.read_schema(release / f).names]]) for f in files])
+                vectors, columns = read_split(release, files, text_column)
+                stored = pa.concat_tables([pq.read_table(release / f, columns=[
+                    c for c in DERIVED_COLUMNS if c in pq.read_schema(release / f).names]) for f in files])
             except (OSError, pa.ArrowException) as e:
                 results.append((f"{name}: derived columns", False, f"unreadable: {e}"))
                 continue
@@ -177,8 +177,8 @@ def check(release: Path, manifest: dict, skip=()) -> list[tuple[str, bool, str]]
             if missing:
                 results.append((f"{name}: derived columns", False, f"missing {', '.join(missing)}"))
                 continue
-            col = {c: stored.column(c).to_numpy(zero_copy_only=False) for c in stored.column_names if c != text_column}
-            texts = stored.column(text_column).to_pylist()
+            col = {c: stored.column(c).to_numpy(zero_copy_only=False) for c in stored.column_names}
+            texts = columns.column(text_column).to_pylist()
             same_scalars = np.array_equal(col["embedding_norm"], np.linalg.norm(vectors, axis=1).astype(np.float32)) \
                 and np.array_equal(col["text_chars"], np.fromiter(map(len, texts), np.int32, len(texts)))
             results.append((f"{name}: norm and length columns", same_scalars, "recomputed equal"))

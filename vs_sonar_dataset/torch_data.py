@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default
 
 from .errors import UserError
 from .loading import as_tensor, open_release, read_matrix
-from .stats import denormalize, load_stats, normalize as normalize_with
+from .stats import denormalize, load_stats
 
 NORMALIZATIONS = (None, "standard", "robust")
 WEIGHT_COLUMN = "density_weight"
@@ -53,11 +53,10 @@ class EmbeddingDataset(Dataset):
         self.stats = load_stats(release.root, config) if normalize else None
         self._scale = self._shift = None
         if normalize:
-            # normalize is affine per dimension: x * scale + shift, read off at 0 and 1 so any method fits
-            zero = normalize_with(np.zeros(release.dim), self.stats, method=normalize)
-            one = normalize_with(np.ones(release.dim), self.stats, method=normalize)
-            self._scale = torch.from_numpy((one - zero).astype(np.float32))
-            self._shift = torch.from_numpy(zero.astype(np.float32))
+            # (x - shift) / scale as one fused x * (1 / scale) + (-shift / scale) per batch
+            shift, scale = self.stats.shift_scale(normalize)
+            self._scale = torch.from_numpy((1 / scale).astype(np.float32))
+            self._shift = torch.from_numpy((-shift / scale).astype(np.float32))
         self.weighted_sampler = self.sampler(seed=seed) if weighted else None
 
     def __len__(self) -> int:
