@@ -15,7 +15,6 @@ and every config takes its prefix of the matrix; each config's files are then re
 """
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 
 from .density import density_weights, knn_density
 from .schema import embedding_matrix
-from .shards import ROW_GROUP_ROWS, parquet_options
+from .shards import write_parquet_atomic
 from .splits import SPLITS, split_sizes
 from .stats import robust_stats
 
@@ -144,9 +143,7 @@ def _rewrite(release: Path, files: list[str], values: dict) -> None:
             if field.name in values:
                 column = values[field.name][start : start + n]
                 table = table.append_column(field, pa.array(column, field.type, from_pandas=True))
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **parquet_options(table.schema))
-        os.replace(tmp, path)
+        write_parquet_atomic(table, path)
         start += n
 
 

@@ -7,7 +7,6 @@ map is disabled and should not pay for them then.
 
 import html
 import json
-import os
 import textwrap
 from pathlib import Path
 
@@ -102,10 +101,10 @@ def _sizes(weights: np.ndarray) -> np.ndarray:
 
 
 def _write(path: Path, data: bytes) -> None:
+    from .shards import write_bytes_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 # Runs once the plot is drawn: marks the div ready (tests, benchmark) and wires the search box. Matches are drawn

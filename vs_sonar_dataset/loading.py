@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from .errors import ShardError, UserError
 from .schema import embedding_matrix
+from .splits import SPLITS
 
 RELEASE_MANIFEST = "release.json"  # release.py's name for it, not imported: that module is the whole build
 
@@ -124,8 +125,7 @@ def _split_files(manifest: dict, config: str, splits, where: str) -> dict[str, l
 
 
 def _split_order(split: str):
-    known = ("train", "validation", "test")
-    return (known.index(split) if split in known else len(known), split)
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def _existing(root: Path, files: dict[str, list[str]]) -> dict[str, list[Path]]:
