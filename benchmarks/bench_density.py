@@ -1,15 +1,17 @@
 """k-NN density weights (vs_sonar_dataset/density.py) on clustered 1024-d vectors, against baselines measured in
 the same run.
 
-    .venv/bin/python benchmarks/bench_density.py [--rows 100000] [--huge 1000000] [--skip-huge]
+    .venv/bin/python benchmarks/bench_density.py [--rows 100000] [--huge 1000000] [--centres 4000] [--skip-huge]
 
-(a) exact density of --rows rows against the bare cost of its similarity products: the same upper-triangle
-    blocked matrix products with no selection at all. The ratio is what finding the neighbours adds.
+(a) exact density of --rows rows against the bare cost of float32 similarity products: the same upper-triangle
+    blocked matrix products with no selection at all (what the exact method cost before its bfloat16 pass; with
+    that pass, on CPUs with native bfloat16, the ratio falls below 1).
 (b) the ivf index on --huge rows (the method `auto` picks above 200k rows), its wall time and peak RSS in a
     child process of its own, and its recall of the true 20 nearest neighbours on a seeded sample of 1,000
     rows (a neighbour found is a true one when its similarity reaches the row's exact 20th).
-Rows are drawn around 4,000 centres with a power-law spectrum, so that, as in a text embedding space, rows
-have close neighbours and random pairs are far apart; targets: (a) <= 60 s for 100k rows, (b) <= 10 min and
+Rows are drawn around --centres centres (4,000) with a power-law spectrum, so that, as in a text embedding
+space, rows have close neighbours and random pairs are far apart (more centres: fewer rows per centre, and
+clusters the index's lists follow less well); targets: (a) <= 60 s for 100k rows, (b) <= 10 min and
 recall >= 0.95 for 1M rows, on 2 CPU cores.
 """
 
@@ -56,17 +58,17 @@ def exact_part(rows: int) -> None:
     started = time.perf_counter()
     density, record = knn_density(x, DensityConfig(method="exact"))
     took = time.perf_counter() - started
-    print(f"(a) exact density, {rows:,} x {x.shape[1]}: {took:.1f} s ({rows / took:,.0f} rows/s); "
-          f"bare products {bare:.1f} s; ratio {took / bare:.2f}x; target <= 60 s for 100k: "
-          f"{'met' if rows < 100_000 or took <= 60 else 'MISSED'}")
+    print(f"(a) exact density, {rows:,} x {x.shape[1]} [products: {record['products']}]: {took:.1f} s "
+          f"({rows / took:,.0f} rows/s); bare float32 products {bare:.1f} s; ratio {took / bare:.2f}x; "
+          f"target <= 60 s for 100k: {'met' if rows < 100_000 or took <= 60 else 'MISSED'}")
 
 
-def huge_child(rows: int) -> None:
+def huge_child(rows: int, centres: int) -> None:
     """Run in a child: the ivf density of `rows` rows, as knn_density computes it, then the recall of the
     neighbours it found on a sample; prints one JSON line."""
-    x = clustered(rows)
+    x = clustered(rows, centres=centres)
     config = DensityConfig(method="ivf", ivf_training_rows=min(100_000, rows // 2))  # smaller: a quick trial
-    lists = max(16, int(np.sqrt(rows)))  # knn_density's default
+    lists = max(16, int(4 * np.sqrt(rows)))  # knn_density's default
     started = time.perf_counter()
     u = unit_rows(x)
     del x
@@ -95,21 +97,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--huge", type=int, default=1_000_000)
+    parser.add_argument("--centres", type=int, default=4000, help="clusters of the ivf part's rows")
     parser.add_argument("--skip-huge", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return huge_child(args.child)
+        return huge_child(args.child, args.centres)
     print(f"torch threads: {torch.get_num_threads()}")
     exact_part(args.rows)
     if args.skip_huge:
         return
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", str(args.huge)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--child", str(args.huge), "--centres", str(args.centres)],
+                         capture_output=True, text=True)
     if out.returncode:
         sys.exit(out.stderr)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"(b) ivf density, {args.huge:,} x 1024: {result['seconds']:.0f} s ({args.huge / result['seconds']:,.0f} "
+    print(f"(b) ivf density, {args.huge:,} x 1024 around {args.centres:,} centres: {result['seconds']:.0f} s ({args.huge / result['seconds']:,.0f} "
           f"rows/s; {result['record']['ivf_lists']} lists, {result['record']['ivf_probes']} probed), peak RSS "
           f"{result['peak_rss_gib']:.1f} GiB, recall of the true {K}-NN {result['recall']:.3f}, density against exact "
           f"mean |diff| {result['density_gap_mean']:.4f}, max {result['density_gap_max']:.4f} (child wall "

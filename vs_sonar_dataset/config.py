@@ -57,8 +57,8 @@ class DensityConfig(Table):
     method: Literal["exact", "ivf", "auto"] = "auto"  # auto: exact up to index_above rows, else ivf (faiss)
     index_above: int = Field(200_000, ge=1)  # auto: split sizes above this use the ivf index
     block_rows: int = Field(4096, ge=1)  # exact: rows per matrix product
-    ivf_lists: int | None = Field(None, ge=1)  # ivf: k-means lists (default sqrt(rows), at least 16)
-    ivf_probes: int = Field(4, ge=1)  # ivf: nearest lists each row is compared with (more: higher recall, slower)
+    ivf_lists: int | None = Field(None, ge=1)  # ivf: k-means lists (default 4 * sqrt(rows), at least 16)
+    ivf_probes: int = Field(16, ge=1)  # ivf: nearest lists each row is compared with (more: higher recall, slower)
     ivf_training_rows: int = Field(100_000, ge=1)  # ivf: seeded sample the lists are trained on (smaller
     # splits are compared exactly)
 

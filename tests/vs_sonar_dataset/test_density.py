@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from vs_sonar_dataset.config import DensityConfig
-from vs_sonar_dataset.density import (METHOD_EXACT, METHOD_IVF, density_weights, exact_density_of, knn_density,
-                                      unit_rows)
+from vs_sonar_dataset import density as density_module
+from vs_sonar_dataset.density import (METHOD_EXACT, METHOD_IVF, certified_top_k, density_weights, exact_density_of,
+                                      exact_top_k, knn_density, mean_of_top, unit_rows)
 
 
 def clustered(n, dim=32, clusters=12, spread=0.6, seed=0):
@@ -26,7 +27,27 @@ def test_exact_density_is_the_mean_similarity_to_the_k_nearest_others(block_rows
     x = clustered(300)
     density, record = knn_density(x, DensityConfig(k=5, method="exact", block_rows=block_rows))
     assert record["method"] == METHOD_EXACT and record["k_used"] == 5
+    assert record["products"] == ("bfloat16, certified in float32" if density_module.native_bf16() else "float32")
     assert density.dtype == np.float32 and np.abs(density - brute_force(x, 5)).max() < 1e-6
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+@pytest.mark.parametrize("block_rows", [13, 128, 4096])
+def test_both_product_precisions_find_the_exact_top_k(bf16, block_rows):
+    x = clustered(700, dim=64, clusters=20, spread=0.3, seed=2)
+    top = exact_top_k(unit_rows(x), 9, block_rows, bf16=bf16)
+    assert np.abs(mean_of_top(top) - brute_force(x, 9)).max() < 1e-6
+
+
+def test_the_bfloat16_pass_recomputes_exactly_the_rows_its_rounding_could_have_misordered():
+    rng = np.random.default_rng(3)
+    spread = np.zeros((400, 64), np.float32)  # on a sphere in 3 dimensions: neighbours lie well apart
+    spread[:, :3] = rng.standard_normal((400, 3))
+    crowded = 1 + 0.002 * rng.standard_normal((100, 64)).astype(np.float32)  # similarities within 1e-5 of 1
+    x = unit_rows(np.concatenate([spread, crowded]))
+    top, recomputed = certified_top_k(x, 6, block_rows=64)
+    assert set(range(400, 500)) <= set(recomputed.tolist()) and len(recomputed) < 200
+    assert np.abs(mean_of_top(top) - brute_force(x.numpy(), 6)).max() < 1e-6
 
 
 def test_a_twin_counts_as_a_neighbour_but_a_row_never_counts_itself():

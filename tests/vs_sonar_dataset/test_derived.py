@@ -62,7 +62,7 @@ def sampled_ivf_release(small_pool, tmp_path_factory):
     """A release whose map is drawn from a sample and whose densities come from the ivf index."""
     out = tmp_path_factory.mktemp("derived") / "release"
     settings = BuildConfig.model_validate({
-        "density": {"method": "ivf", "k": 5, "ivf_lists": 6, "ivf_probes": 2, "ivf_training_rows": 60},
+        "density": {"method": "ivf", "k": 5, "ivf_lists": 6, "ivf_probes": 4, "ivf_training_rows": 60},
         "map": {"max_points": 50}})
     digests = {}
     build_release(small_pool, out, {"a": 100}, seed=1, progress=False, settings=settings, pool_digests=digests)
@@ -79,7 +79,7 @@ def test_a_sampled_ivf_release_records_both_and_verifies(sampled_ivf_release, sm
     placed = ~np.isnan(train.column("map_x").to_numpy(zero_copy_only=False))
     assert placed[:50].all() and not placed[50:].any()  # the first rows of the shuffled split: a seeded sample
     card = (release / "README.md").read_text()
-    assert "drawn from a seeded sample" in card and "faiss-ivf-cosine (6 lists, 2 probed)" in card
+    assert "drawn from a seeded sample" in card and "faiss-ivf-cosine (6 lists, 4 probed)" in card
     report = verify_release(release, small_pool, progress=False, pool_digests=digests)
     assert report["passed"], failed(report)
     detail = {c["name"]: c["detail"] for c in report["checks"]}["a train: density recomputed"]
