@@ -28,7 +28,9 @@ class Stage:
     ok_codes: tuple[int, ...] = (0,)
     extra: Callable[["Runner"], dict] | None = None  # what else its output depends on
     plugin_environment: Callable[[dict], str | None] | None = None  # when a plug-in decides where it runs
-    engines: bool = False  # its command takes --engine/--address; with --engine ray its driver runs in main
+    # whether, for the parsed configuration, its command runs work on Ray with --engine ray (its driver then runs
+    # in the main environment); every such command takes --engine/--address
+    ray_driver: Callable[[dict], bool] | None = None
 
     def environment(self, config: dict) -> str | None:
         """The environment it runs in (None: the main one), for the parsed configuration."""
@@ -49,6 +51,12 @@ def _source_extra(runner: "Runner") -> dict:
     return extra
 
 
+def _source_on_ray(config) -> bool:
+    from .sources import source_plugin
+
+    return getattr(source_plugin(config["source"].kind), "RAY", False)
+
+
 def _source_environment(config) -> str | None:
     from .sources import source_plugin
 
@@ -58,11 +66,11 @@ def _source_environment(config) -> str | None:
 
 STAGES = (
     Stage("source", "vs_sonar_dataset.sources.cli", ("source", "run"), (), "candidates", f"candidates/{MANIFEST}",
-          lambda r: [str(r.config_path), "--out", str(r.path("candidates")), *r.source_flags],
-          extra=_source_extra, plugin_environment=_source_environment),
+          lambda r: [str(r.config_path), "--out", str(r.path("candidates")), *r.source_flags, *r.engine_flags],
+          extra=_source_extra, plugin_environment=_source_environment, ray_driver=_source_on_ray),
     Stage("embed", "vs_sonar_dataset.embed.cli", ("embed", "run"), ("source",), "vectors", f"vectors/{MANIFEST}",
           lambda r: [str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag, *r.engine_flags],
-          engines=True),
+          ray_driver=lambda config: True),
     Stage("dedup", "vs_sonar_dataset.embed.dedup_cli", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}",
           lambda r: [str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag]),
     Stage("build", "vs_sonar_dataset.release", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}",

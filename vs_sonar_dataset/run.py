@@ -224,7 +224,7 @@ class Runner:
 
     def environment(self, stage: Stage) -> str | None:
         """Where the stage's command runs: a Ray driver in the main environment, else the stage's own."""
-        if stage.engines and self.engine == "ray":
+        if self.engine == "ray" and stage.ray_driver and stage.ray_driver(self.config):
             return None
         return stage.environment(self.config)
 

@@ -73,7 +73,7 @@ def test_a_stage_that_stopped_resumes_and_a_changed_one_starts_over(tmp_path):
     assert not r.path("candidates").exists()
 
 
-def test_the_ray_engine_moves_only_embed_and_changes_no_digest(tmp_path):
+def test_the_ray_engine_moves_only_the_model_stages_and_changes_no_digest(tmp_path):
     """--engine ray: embed's command gets the flags and its driver runs here (its encoders run on Ray in the
     embed environment); the other stages run where they did. Both engines write the same files, so what a
     stage's output is made from does not name the engine."""
@@ -85,3 +85,17 @@ def test_the_ray_engine_moves_only_embed_and_changes_no_digest(tmp_path):
     assert (local.environment(STAGE["embed"]), r.environment(STAGE["embed"])) == ("embed", None)
     assert r.environment(STAGE["dedup"]) == local.environment(STAGE["dedup"])
     assert r.made_from(STAGE["embed"])["tables"] == local.made_from(STAGE["embed"])["tables"]
+
+
+def test_the_ray_engine_moves_a_generating_source_to_a_driver_here(tmp_path):
+    """vs_gsm8k's vLLM engines run on Ray with --engine ray: its command gets the flags and runs here instead of
+    in the generate environment."""
+    config = tmp_path / "gsm8k.toml"
+    config.write_text('[source]\nkind = "vs_gsm8k"\nmodel = "some/model"\ngsm8k = "gsm8k-sample"\n'
+                      '[embed]\nkind = "sentence_transformers"\nmodel = "some/model"\n')
+    local, r = Runner(config, tmp_path / "run"), Runner(config, tmp_path / "run", engine="ray")
+    local.prepare()
+    r.prepare()
+    assert STAGE["source"].args(r)[-2:] == ["--engine", "ray"] and "--engine" not in STAGE["source"].args(local)
+    assert (local.environment(STAGE["source"]), r.environment(STAGE["source"])) == ("generate", None)
+    assert r.made_from(STAGE["source"]) == local.made_from(STAGE["source"])

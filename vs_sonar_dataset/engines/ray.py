@@ -35,6 +35,13 @@ START_TIMEOUT_S = float(os.environ.get("VS_SONAR_RAY_START_TIMEOUT", "600"))
 PROBE_TIMEOUT_S = 120  # an environment's `import ray, pandas, pyarrow`
 CONNECT_TIMEOUT_S = 10  # the Ray head's port
 CPUS_PER_ACTOR = 0.5  # fractional: two pools at 1 CPU each on a 2-CPU machine wait for each other forever
+RETRIES = 3  # restarts of an actor whose process died, and sends of the batch it held
+
+
+def bounded_retries() -> dict:
+    """Ray Data restarts a dead actor and resends its batch forever by default: a batch that kills its worker
+    every time would then run forever instead of failing."""
+    return {"max_restarts": RETRIES, "max_task_retries": RETRIES}
 
 
 def require_ray():
@@ -69,13 +76,13 @@ def check_environment(python: str, stage: str, version: str) -> None:
                         f"every environment needs the same version: {SETUP_HINT}")
 
 
-def preflight(python: str | None = None):
-    """(ray, the embed environment's python) once both environments are fit for the ray engine."""
+def preflight(python: str | None = None, stage: str = "embed"):
+    """(ray, the stage environment's python) once it and this environment are fit for the ray engine."""
     ray = require_ray()
-    python = python or stage_python("embed")
+    python = python or stage_python(stage)
     if not os.path.exists(python):
-        raise UserError(f"the embed environment is missing ({python}); run scripts/setup.sh")
-    check_environment(python, "embed", ray.__version__)
+        raise UserError(f"the {stage} environment is missing ({python}); run scripts/setup.sh")
+    check_environment(python, stage, ray.__version__)
     return ray, python
 
 
@@ -126,7 +133,7 @@ class ChunkEncoder:
                 "tokens": np.asarray(tokens, dtype=np.int32)}
 
 
-def _user_error(ray, e: BaseException) -> UserError | None:
+def user_error(ray, e: BaseException) -> UserError | None:
     """The UserError raised inside a Ray task or actor, if that is what `e` carries. (Ray's own error also
     passes as a UserError then, but its text is the remote traceback.)"""
     seen = set()
@@ -145,7 +152,7 @@ def remote_user_errors(ray):
     try:
         yield
     except ray.exceptions.RayError as e:
-        error = _user_error(ray, e)
+        error = user_error(ray, e)
         if error is None:
             raise
         raise error from None
@@ -298,4 +305,4 @@ def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict
     return ray.data.from_items(items).map_batches(
         ChunkEncoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"config_values": values, "threads": threads}, runtime_env=runtime_env,
-        **resources)
+        ray_remote_args_fn=bounded_retries, **resources)

@@ -26,6 +26,7 @@ from .prompt import Request
 class Completion:
     text: str
     truncated: bool  # stopped at max_tokens
+    error: str = ""  # the engine's error for this request alone: recorded as rejected, not parsed
 
 
 def local_model_dir(model: str) -> Path | None:

@@ -34,10 +34,12 @@ ECHOES_PROMPT = "echoes_prompt"
 COPIES_PROBLEM = "copies_problem"
 CONTAINS_ANSWER = "contains_answer"
 DUPLICATE = "duplicate"  # counted by the run's dedup, after parsing
+ENGINE_ERROR = "engine_error"  # the engine failed on the request itself (ray engine: sent alone after its batch
+# failed), a response-level count like truncated
 
 REASONS = (TRUNCATED, MALFORMED_JSON, NOT_AN_OBJECT, EXTRA_ITEM, MISSING_PROBABILITY, BAD_PROBABILITY,
            PROBABILITY_OUT_OF_RANGE, MISSING_TEXT, EMPTY_TEXT, TOO_SHORT, TOO_LONG, CUT_AT_MAX_CHARS,
-           CONTROL_CHARACTERS, NON_ENGLISH, ECHOES_PROMPT, COPIES_PROBLEM, CONTAINS_ANSWER, DUPLICATE)
+           CONTROL_CHARACTERS, NON_ENGLISH, ECHOES_PROMPT, COPIES_PROBLEM, CONTAINS_ANSWER, DUPLICATE, ENGINE_ERROR)
 
 # Frequent English words (function words and the vocabulary of instructions). A share of them among the
 # words of a text is a cheap, dependency-free sign that the text is English prose.

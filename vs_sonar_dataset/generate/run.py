@@ -14,8 +14,9 @@ stats = the counts below) + summary.json (the same counts, status and timing, fo
 
 Counts: target; requests (sent); completions_truncated (stopped at max_tokens); candidates_returned (items
 in responses that parsed); accepted; unused_after_target (valid items after the one that reached the
-target); rejected {reason: n} (`truncated` and `malformed_json` count responses, the others items). So
-candidates_returned = accepted + unused_after_target + the item-level rejections (duplicates included).
+target); rejected {reason: n} (`truncated`, `malformed_json` and `engine_error` count responses, the others
+items). So candidates_returned = accepted + unused_after_target + the item-level rejections (duplicates
+included).
 """
 
 import json
@@ -33,7 +34,7 @@ from ..shards import MANIFEST, ShardWriter, iter_shards, read_manifest, write_js
 from ..textnorm import text_id
 from .backends import make_backend, recorded_revision, sampling_dict
 from .config import GenerateConfig
-from .parse import DUPLICATE, REASONS, Limits, ResponseParser
+from .parse import DUPLICATE, ENGINE_ERROR, REASONS, Limits, ResponseParser
 from .problems import Gsm8kSource, Problem, fingerprint
 from .prompt import TEMPLATE_VERSION, plan_request, response_schema, template_hash
 
@@ -111,6 +112,10 @@ class Generator:
 
     def _take(self, request, completion, rows: list[dict]) -> None:
         stats, rejected = self.stats, self.stats["rejected"]
+        if completion.error:
+            rejected[ENGINE_ERROR] = rejected.get(ENGINE_ERROR, 0) + 1
+            log.warning("request %d rejected: %s", request.index, completion.error)
+            return
         stats["completions_truncated"] += completion.truncated
         result = self.parser.parse(completion.text, request.problems, completion.truncated)
         stats["candidates_returned"] += result.returned
@@ -143,7 +148,7 @@ def _summary(out_dir: Path, stats: dict, status: str, shards: int, elapsed: floa
 _SHORT = {"duplicate": "dup", "malformed_json": "json", "truncated": "trunc", "too_short": "short",
           "too_long": "long", "non_english": "non-en", "contains_answer": "answer", "copies_problem": "copy",
           "echoes_prompt": "echo", "probability_out_of_range": "p-range", "missing_probability": "no-p",
-          "bad_probability": "bad-p"}
+          "bad_probability": "bad-p", "engine_error": "engine"}
 
 
 def nonzero_rejections(rejected: dict) -> list[tuple[str, int]]:

@@ -14,6 +14,8 @@ A source plug-in is one module in this package with
 and, when the output depends on more than the table:
     def local_inputs(config) -> dict      {path: checksum} of the local files it reads
     USES_TOKENIZER = True                 it counts tokens with the [embed] encoder's tokenizer
+    RAY = True                            with --engine ray its model runs on Ray Data (context.engine), and
+                                          its driver in the main environment
 (`vs-sonar run` runs the source again when either changes).
 and nothing outside the package names it: the package finds its modules.
 """
@@ -38,6 +40,8 @@ class SourceContext:
 
     count_tokens: Callable[[list[str]], list[int]] | None = None  # the encoder's tokenizer (no model loaded)
     progress: bool = True
+    engine: str = "local"  # "ray": a source that declares RAY = True runs its model on Ray Data
+    address: str | None = None  # the Ray cluster to join (None: a local Ray instance)
 
 
 @dataclass

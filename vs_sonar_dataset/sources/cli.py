@@ -5,7 +5,8 @@ import argparse
 
 HELP = ("Write the candidate texts from the source [source] names (kind = vs_gsm8k: Verbalized-Sampling "
         "instructions from GSM8K problems on vLLM; text_corpus: paragraphs of a corpus; preference_prompts: first "
-        "user messages of preference pairs). Resumes an unfinished run in the output folder.")
+        "user messages of preference pairs). Resumes an unfinished run in the output folder. --engine ray runs "
+        "vs_gsm8k's vLLM engines on Ray Data (this machine or a cluster) and writes the same files.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vs_gsm8k: a local GSM8K copy (.jsonl/.parquet file or a folder with train.jsonl); "
                              "without it $VS_SONAR_GSM8K, else the config's `gsm8k` (openai/gsm8k on the Hub)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from ..engines import add_engine_arguments
+
+    add_engine_arguments(parser)
 
 
 def _source_table(args):
@@ -37,19 +41,25 @@ def _source_table(args):
 
 
 def environment(args) -> str | None:
-    """The environment this command needs: its source plug-in's."""
+    """The environment this command needs: its source plug-in's, or main for the driver of a source that
+    runs its model on Ray."""
     from ..sources import source_plugin
 
-    return source_plugin(_source_table(args).kind).ENVIRONMENT
+    plugin = source_plugin(_source_table(args).kind)
+    return "main" if args.engine == "ray" and getattr(plugin, "RAY", False) else plugin.ENVIRONMENT
 
 
 def main(args: argparse.Namespace) -> int:
     from ..config import load_table
+    from ..engines import check_engine_arguments
     from .base import SourceContext
     from . import source_plugin
 
+    check_engine_arguments(args)
     config = _source_table(args)
     plugin = source_plugin(config.kind)
+    if args.engine == "ray" and not getattr(plugin, "RAY", False):
+        print(f"source {config.kind}: no model to run, so --engine ray changes nothing here")
 
     def count_tokens(texts):  # the encoder's tokenizer, loaded only by a source that asks for it
         from ..encoders import encoder_plugin
@@ -59,7 +69,9 @@ def main(args: argparse.Namespace) -> int:
             count_tokens.counter = encoder_plugin(embed.kind).token_counter(embed)
         return count_tokens.counter(texts)
 
-    manifest = plugin.run(config, args.out, SourceContext(count_tokens=count_tokens, progress=not args.no_progress))
+    context = SourceContext(count_tokens=count_tokens, progress=not args.no_progress, engine=args.engine,
+                            address=args.address)
+    manifest = plugin.run(config, args.out, context)
     status = "complete" if manifest.complete else "unfinished"
     print(f"source {config.kind}: {args.out}: {manifest.rows} rows, {status}")
     return 0 if manifest.stats.get("target_reached", True) else 1

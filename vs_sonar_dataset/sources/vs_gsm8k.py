@@ -6,6 +6,7 @@ from .base import CardInfo, SourceContext
 
 KIND = "vs_gsm8k"
 ENVIRONMENT = "generate"
+RAY = True  # --engine ray: vLLM engines on Ray Data (engines/ray_generate.py), this driver in main
 TEXT_COLUMN = "instruction"
 from ..generate.config import GenerateConfig as Config  # noqa: E402  (after KIND: the config module reads it)
 
@@ -29,7 +30,12 @@ def run(config: Config, out_dir, context: SourceContext):
     from ..generate.run import nonzero_rejections, run_generate
     from ..shards import read_manifest
 
-    summary = run_generate(config, out_dir, progress=context.progress)
+    options = {}
+    if context.engine == "ray":
+        from ..engines.ray_generate import backend_factory
+
+        options["backend_factory"] = backend_factory(context.address)
+    summary = run_generate(config, out_dir, progress=context.progress, **options)
     rejected = ", ".join(f"{k} {v}" for k, v in nonzero_rejections(summary["rejected"]))
     print(f"generate: {summary['status']}: {summary['accepted']} of {summary['target']} candidates in "
           f"{summary['shards']} shard{'' if summary['shards'] == 1 else 's'} from {summary['requests']} requests; "

@@ -23,7 +23,7 @@ from vs_sonar_dataset.textnorm import text_id
 from .conftest import FAST, needs_vllm, write_config
 
 pytestmark = needs_vllm
-RESPONSE_LEVEL = {parse.TRUNCATED, parse.MALFORMED_JSON}
+RESPONSE_LEVEL = {parse.TRUNCATED, parse.MALFORMED_JSON, parse.ENGINE_ERROR}
 
 
 def cli(config: Path, out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -121,17 +121,24 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_result(ref
     config, reference_out, _ = reference
     out = tmp_path / "killed"
     rng = random.Random(20261122)
-    kill_plans = [("after-commit", 0.0), ("inside-block", rng.uniform(0.05, 0.6)), ("from-start", rng.uniform(1, 14))]
+    # inside-block: a random fraction of the time one block took (measured between two commits), after a commit
+    kill_plans = [("after-commit", 0.0), ("inside-block", rng.uniform(0.05, 0.9)), ("from-start", rng.uniform(1, 14))]
     killed_at = []
     for plan, delay in kill_plans:
         process = subprocess.Popen([sys.executable, "-m", "vs_sonar_dataset.cli", "generate", str(config),
                                     "--out", str(out), "--no-progress"], cwd=REPO_ROOT, start_new_session=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started, committed_before, deadline = time.monotonic(), _committed(out), None
+        started, committed_before, deadline, commits = time.monotonic(), _committed(out), None, []
         while process.poll() is None:
             now = time.monotonic()
-            if deadline is None and (plan == "from-start" or _committed(out) > committed_before):
-                deadline = (started if plan == "from-start" else now) + delay
+            if deadline is None and plan == "from-start":
+                deadline = started + delay
+            elif deadline is None and _committed(out) > committed_before + len(commits):
+                commits.append(now)
+                if plan == "after-commit":
+                    deadline = now
+                elif len(commits) == 2:
+                    deadline = now + delay * (commits[1] - commits[0])
             if deadline is not None and now >= deadline:
                 os.killpg(process.pid, signal.SIGKILL)
                 killed_at.append((plan, _committed(out)))
