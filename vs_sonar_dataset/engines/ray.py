@@ -302,6 +302,7 @@ def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict
     context.wait_for_min_actors_s = int(START_TIMEOUT_S)  # actors that cannot start fail the run
     context.enable_progress_bars = False  # the stage shows its own progress line
     context.print_on_execution_start = False
+    context.issue_detectors_config.detectors = []  # its memory warnings would flood the console
     return ray.data.from_items(items).map_batches(
         ChunkEncoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"config_values": values, "threads": threads}, runtime_env=runtime_env,

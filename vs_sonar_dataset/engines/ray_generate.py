@@ -98,16 +98,22 @@ class RayBackend:
         ranges = batch_ranges(self.config, first, self.config.effective_max_requests())
         gpus = self.config.tensor_parallel_size if ray.cluster_resources().get("GPU", 0) else 0
         actors = self.actors or (int(ray.cluster_resources()["GPU"]) // gpus if gpus else 1)
+        runtime_env = actor_environment(self.python)
+        if not gpus:  # Ray gives a fractional-CPU actor one OpenMP thread; vLLM on CPU gets its share of cores,
+            # as many threads as the local engine (fewer would be slower and round differently)
+            threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, actors))
+            runtime_env["env_vars"]["OMP_NUM_THREADS"] = str(threads)
         log.info("ray engine: up to %d batches of requests for %d vLLM actor(s)", len(ranges), actors)
         context = DataContext.get_current()
         context.execution_options.preserve_order = True  # completions come back in request order
         context.wait_for_min_actors_s = int(START_TIMEOUT_S)
         context.enable_progress_bars = False
         context.print_on_execution_start = False
+        context.issue_detectors_config.detectors = []  # its memory warnings would flood the console
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges]).map_batches(
             LlmActor, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=max(1, actors)),
             fn_constructor_kwargs={"config_values": self.config.model_dump(mode="json"), "problems": self.problems},
-            runtime_env=actor_environment(self.python), num_cpus=CPUS_PER_ACTOR, num_gpus=gpus,
+            runtime_env=runtime_env, num_cpus=CPUS_PER_ACTOR, num_gpus=gpus,
             ray_remote_args_fn=bounded_retries)
         return iter(ds.iter_rows())
 
