@@ -293,16 +293,22 @@ def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None
         return finish_embed(run)
 
 
-def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict, actors: int, threads: int):
-    """One row per chunk in, one row per new text out, in order, through `actors` ChunkEncoder actors."""
+def ordered_quiet_context() -> None:
+    """Ray Data's settings for both engines' pipelines: output in input order (shards are written in order),
+    actors that cannot start fail the run, and the stage's own progress line instead of Ray's console output."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    context.execution_options.preserve_order = True  # shards are written in chunk order
-    context.wait_for_min_actors_s = int(START_TIMEOUT_S)  # actors that cannot start fail the run
-    context.enable_progress_bars = False  # the stage shows its own progress line
+    context.execution_options.preserve_order = True
+    context.wait_for_min_actors_s = int(START_TIMEOUT_S)
+    context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.issue_detectors_config.detectors = []  # its memory warnings would flood the console
+
+
+def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict, actors: int, threads: int):
+    """One row per chunk in, one row per new text out, in order, through `actors` ChunkEncoder actors."""
+    ordered_quiet_context()
     return ray.data.from_items(items).map_batches(
         ChunkEncoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"config_values": values, "threads": threads}, runtime_env=runtime_env,

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..generate.backends import Completion
-from .ray import (CPUS_PER_ACTOR, START_TIMEOUT_S, actor_environment, bounded_retries, preflight, ray_session,
-                  remote_user_errors, user_error)
+from .ray import (CPUS_PER_ACTOR, actor_environment, bounded_retries, ordered_quiet_context, preflight,
+                  ray_session, remote_user_errors, user_error)
 
 log = logging.getLogger("vs_sonar.engines.ray")
 
@@ -92,7 +92,7 @@ class RayBackend:
         self.rows = None
 
     def _start(self, first: int):
-        from ray.data import ActorPoolStrategy, DataContext
+        from ray.data import ActorPoolStrategy
 
         ray = self.ray
         ranges = batch_ranges(self.config, first, self.config.effective_max_requests())
@@ -104,12 +104,7 @@ class RayBackend:
             threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // max(1, actors))
             runtime_env["env_vars"]["OMP_NUM_THREADS"] = str(threads)
         log.info("ray engine: up to %d batches of requests for %d vLLM actor(s)", len(ranges), actors)
-        context = DataContext.get_current()
-        context.execution_options.preserve_order = True  # completions come back in request order
-        context.wait_for_min_actors_s = int(START_TIMEOUT_S)
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        context.issue_detectors_config.detectors = []  # its memory warnings would flood the console
+        ordered_quiet_context()  # completions come back in request order
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges]).map_batches(
             LlmActor, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=max(1, actors)),
             fn_constructor_kwargs={"config_values": self.config.model_dump(mode="json"), "problems": self.problems},

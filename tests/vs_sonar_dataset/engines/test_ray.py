@@ -43,15 +43,6 @@ TEXTS.append(TEXTS[5].upper())  # the same id as row 5: dropped as a repeated te
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A tiny Qwen3 model folder (built in the embed environment), candidates and an [embed] config file."""
     root = tmp_path_factory.mktemp("ray_engine")

@@ -43,15 +43,6 @@ pytestmark = [pytest.mark.ray,
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """A tiny Llama (built in the generate environment), GSM8K-format problems and a [source] config file."""
     root = tmp_path_factory.mktemp("ray_generate")
