@@ -34,13 +34,14 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
     return [f"Step {i}: " + " ".join(rng.sample(pool, rng.randint(1, 4))) for i in range(n)]
 
 
-def timed_embed(cands: Path, out: Path, config: Path, *flags: str) -> float:
+def timed_command(*args: str) -> float:
+    """Seconds `vs-sonar ARGS...` takes, as a user runs it (a failure ends the benchmark with its error)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "embed", str(cands), "--out", str(out),
-                           "--config", str(config), *flags], cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"bench: embed {' '.join(flags) or '(local)'} failed:\n{done.stderr[-2000:]}")
+        sys.exit(f"bench: vs-sonar {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return seconds
 
 
@@ -60,8 +61,9 @@ def main() -> None:
                   "device": "cpu", "chunk_rows": args.chunk_rows}
         config.write_text("[embed]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
 
-        local = timed_embed(cands, tmp / "local", config)
-        ray = timed_embed(cands, tmp / "ray", config, "--engine", "ray")
+        local = timed_command("embed", str(cands), "--out", str(tmp / "local"), "--config", str(config))
+        ray = timed_command("embed", str(cands), "--out", str(tmp / "ray"), "--config", str(config),
+                            "--engine", "ray")
         same = [s["sha256"] for s in shards.read_manifest(tmp / "local").shards] == \
             [s["sha256"] for s in shards.read_manifest(tmp / "ray").shards]
     print(f"embed {args.texts} texts (all-MiniLM-L6-v2, chunk_rows {args.chunk_rows}, cpu)")

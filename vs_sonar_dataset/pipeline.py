@@ -72,7 +72,8 @@ STAGES = (
           lambda r: [str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag, *r.engine_flags],
           ray_driver=lambda config: True),
     Stage("dedup", "vs_sonar_dataset.embed.dedup_cli", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}",
-          lambda r: [str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag]),
+          lambda r: [str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag, *r.engine_flags],
+          ray_driver=lambda config: True),
     Stage("build", "vs_sonar_dataset.release", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}",
           lambda r: [str(r.path("pool")), "--out", str(r.path("release")), *r.config_flag]),
     # CHECKS_FAILED_EXIT: the checks ran and failed, which verify reports; any other exit is a crash

@@ -73,18 +73,20 @@ def test_a_stage_that_stopped_resumes_and_a_changed_one_starts_over(tmp_path):
     assert not r.path("candidates").exists()
 
 
-def test_the_ray_engine_moves_only_the_model_stages_and_changes_no_digest(tmp_path):
-    """--engine ray: embed's command gets the flags and its driver runs here (its encoders run on Ray in the
-    embed environment); the other stages run where they did. Both engines write the same files, so what a
-    stage's output is made from does not name the engine."""
+def test_the_ray_engine_moves_embed_and_dedup_and_changes_no_digest(tmp_path):
+    """--engine ray: embed's and dedup's commands get the flags and their drivers run here (their actors run on
+    Ray in the embed environment); the later stages run where they did. Both engines write the same files, so
+    what a stage's output is made from does not name the engine."""
     local, _ = runner(tmp_path)
     r, _ = runner(tmp_path)
     r.engine, r.engine_flags = "ray", ["--engine", "ray", "--address", "head:6379"]
-    assert STAGE["embed"].args(r)[-4:] == ["--engine", "ray", "--address", "head:6379"]
-    assert "--engine" not in STAGE["embed"].args(local) and "--engine" not in STAGE["dedup"].args(r)
-    assert (local.environment(STAGE["embed"]), r.environment(STAGE["embed"])) == ("embed", None)
-    assert r.environment(STAGE["dedup"]) == local.environment(STAGE["dedup"])
-    assert r.made_from(STAGE["embed"])["tables"] == local.made_from(STAGE["embed"])["tables"]
+    for name in ("embed", "dedup"):
+        assert STAGE[name].args(r)[-4:] == ["--engine", "ray", "--address", "head:6379"]
+        assert "--engine" not in STAGE[name].args(local)
+        assert (local.environment(STAGE[name]), r.environment(STAGE[name])) == ("embed", None)
+        assert r.made_from(STAGE[name])["tables"] == local.made_from(STAGE[name])["tables"]
+    assert "--engine" not in STAGE["build"].args(r)
+    assert r.environment(STAGE["build"]) == local.environment(STAGE["build"])
 
 
 def test_the_ray_engine_moves_a_generating_source_to_a_driver_here(tmp_path):

@@ -26,20 +26,20 @@ class DedupResult:
     processed: int
     keep: np.ndarray  # bool [processed]
     duplicate_of: np.ndarray  # int64 [processed]: global index of the kept row it duplicates, -1 if kept
-    cosine: np.ndarray  # float32 [processed]: cosine to that row (nan if kept)
+    cosine: np.ndarray  # float32 [processed]: cosine to that row (nan if kept), as pair_cosines gives it
 
     @classmethod
     def empty(cls) -> "DedupResult":
         return cls(0, np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
-def _unit_rows(vectors: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
+def unit_rows(vectors: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
     x = torch.as_tensor(vectors, dtype=torch.float32).to(device)
     return x / x.norm(dim=1, keepdim=True)
 
 
-def _decide(best: np.ndarray, best_index: np.ndarray, twins: dict, threshold: float, limit: int | None,
-            base: int) -> DedupResult:
+def decide(best: np.ndarray, best_index: np.ndarray, twins: dict, threshold: float, limit: int | None,
+           base: int) -> DedupResult:
     """The decisions of one chunk, row by row in order, keeping at most `limit` rows (then stop).
 
     best / best_index: each row's highest cosine to the kept set and that kept row's global index; twins:
@@ -97,7 +97,7 @@ class ExactDeduper:
     def add_kept(self, vectors: np.ndarray) -> None:
         """Load rows kept by an earlier run (resume)."""
         if len(vectors):
-            self._append(_unit_rows(vectors, self.device))
+            self._append(unit_rows(vectors, self.device))
 
     def _best_in_kept(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         best = torch.full((x.shape[0],), -2.0, device=self.device)
@@ -114,7 +114,7 @@ class ExactDeduper:
         """Decide each row in order, keeping at most `limit` more rows (then stop)."""
         if len(vectors) == 0:
             return DedupResult.empty()
-        x = _unit_rows(vectors, self.device)
+        x = unit_rows(vectors, self.device)
         best, best_index = (t.cpu().numpy() for t in self._best_in_kept(x))
         # earlier near-twins inside the chunk: (row, earlier row, cosine) with cosine >= threshold
         inner = torch.tril(x @ x.T, diagonal=-1)
@@ -123,8 +123,13 @@ class ExactDeduper:
         twins: dict[int, list[tuple[int, float]]] = {}
         for r, e, c in zip(rows.tolist(), earlier.tolist(), twin_cos.tolist()):
             twins.setdefault(r, []).append((e, c))
-        result = _decide(best, best_index, twins, self.threshold, limit, self.size)
+        result = decide(best, best_index, twins, self.threshold, limit, self.size)
         self._append(x[:result.processed][torch.as_tensor(result.keep, device=self.device)])
+        dropped = np.flatnonzero(~result.keep)
+        if len(dropped):  # every kept row is in _kept now, the chunk's own included
+            result.cosine[dropped] = pair_cosines(x[torch.as_tensor(dropped, device=self.device)].cpu().numpy(),
+                                                  self._kept[torch.as_tensor(result.duplicate_of[dropped],
+                                                                             device=self.device)].cpu().numpy())
         return result
 
 
@@ -134,7 +139,31 @@ LIST_DTYPE = torch.float16
 EXACT_PHASE_CHUNK = 4096  # rows per exact-phase call (decisions do not depend on it)
 
 
-def _concat(parts: list[DedupResult]) -> DedupResult:
+def train_centroids(head: np.ndarray, nlist: int, seed: int, iterations: int) -> np.ndarray:
+    """float32 [nlist, dim]: faiss spherical k-means (fixed seed) on the unit rows `head`."""
+    import faiss
+
+    kmeans = faiss.Kmeans(head.shape[1], nlist, niter=iterations, seed=seed, spherical=True,
+                          min_points_per_centroid=1, max_points_per_centroid=10**9)
+    kmeans.train(np.ascontiguousarray(head, dtype=np.float32))
+    return np.ascontiguousarray(kmeans.centroids)
+
+
+def pair_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 [n]: the cosine of each row pair as a dropped row records it, summed in float64 from the two unit
+    rows as the decision compared them. A float32 product's last bit depends on how the work was blocked; this
+    value does not, so every engine and chunking records the same."""
+    return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64)).astype(np.float32)
+
+
+def probe_lists(x: torch.Tensor, centroids: torch.Tensor, nprobe: int) -> np.ndarray:
+    """int64 [rows, nprobe]: each unit row's nearest centroids first; column 0 is the row's own list."""
+    # scored with torch, not faiss: faiss's and torch's OpenMP thread pools, used in turn chunk after chunk,
+    # spin-wait against each other on a small CPU (measured 14x slower than torch alone)
+    return (x @ centroids.T).topk(nprobe, dim=1).indices.numpy()
+
+
+def concat_results(parts: list[DedupResult]) -> DedupResult:
     if not parts:
         return DedupResult.empty()
     if len(parts) == 1:
@@ -160,8 +189,9 @@ class IVFDeduper:
     or of a centroid score within ~1e-6 of a neighbour's, may decide differently under another chunking;
     the k-means may round differently on another machine or thread count, so resume on the same machine.
     A duplicate whose kept twin sits outside the probed lists is kept (the approximation: lower recall).
-    Listed rows are stored in half precision (LIST_DTYPE), so a cosine to them may be off by ~1e-5: a row
-    that close to the threshold may be decided otherwise than by exact dedup.
+    Listed rows are stored in half precision (LIST_DTYPE), and a later row meets its own chunk's earlier rows
+    at that precision too, so a cosine to them may be off by ~1e-5: a row that close to the threshold may be
+    decided otherwise than by exact dedup.
 
     faiss trains the centroids; the lists are torch tensors scanned list by list as matrix products (all
     rows of a chunk that probe a list at once). faiss's own IndexIVFFlat scans one query at a time, which is
@@ -184,6 +214,7 @@ class IVFDeduper:
         self._lists: list[torch.Tensor] = []  # per list: kept unit vectors (capacity >= size)
         self._list_ids: list[torch.Tensor] = []  # per list: their global kept indices, ascending
         self._list_sizes = np.zeros(nlist, dtype=np.int64)
+        self._own = np.zeros(0, dtype=np.int64)  # per kept row (once trained): its list
         self.size = 0
 
     def method(self) -> dict:
@@ -197,26 +228,18 @@ class IVFDeduper:
     # -- state -------------------------------------------------------------------------------------------
 
     def _train(self) -> None:
-        import faiss
-
         head = self._exact._kept[: self.train_rows].numpy()
-        kmeans = faiss.Kmeans(self.dim, self.nlist, niter=self.kmeans_iterations, seed=self.seed,
-                              spherical=True, min_points_per_centroid=1, max_points_per_centroid=10**9)
-        kmeans.train(head)
-        self._centroids = torch.from_numpy(np.ascontiguousarray(kmeans.centroids))
+        self._centroids = torch.from_numpy(train_centroids(head, self.nlist, self.seed, self.kmeans_iterations))
         self._lists = [torch.empty((0, self.dim), dtype=LIST_DTYPE) for _ in range(self.nlist)]
         self._list_ids = [torch.empty(0, dtype=torch.int64) for _ in range(self.nlist)]
-        size, self.size = self.size, 0
+        size, self.size, self._own = self.size, 0, np.zeros(0, dtype=np.int64)
         x = torch.from_numpy(head.copy())
         self._exact = None  # frees the exact phase's buffer
         self._append(x, self._probes(x)[:, 0])
         assert self.size == size
 
     def _probes(self, x: torch.Tensor) -> np.ndarray:
-        """int64 [rows, nprobe]: nearest centroids first; column 0 is the row's own list."""
-        # scored with torch, not faiss: faiss's and torch's OpenMP thread pools, used in turn chunk after
-        # chunk, spin-wait against each other on a small CPU (measured 14x slower than torch alone)
-        return (x @ self._centroids.T).topk(self.nprobe, dim=1).indices.numpy()
+        return probe_lists(x, self._centroids, self.nprobe)
 
     def _append(self, x: torch.Tensor, lists: np.ndarray) -> None:
         order = np.argsort(lists, kind="stable")  # stable: ids stay ascending inside each list
@@ -236,6 +259,7 @@ class IVFDeduper:
             self._list_ids[l][size:need] = rows + self.size
             self._list_sizes[l] = need
         self.size += len(x)
+        self._own = np.concatenate([self._own, lists])
 
     def add_kept(self, vectors: np.ndarray) -> None:
         """Load rows kept by an earlier run (resume), in their kept order."""
@@ -248,7 +272,7 @@ class IVFDeduper:
             if self.size >= self.train_rows:
                 self._train()
         if len(vectors):
-            x = _unit_rows(vectors)
+            x = unit_rows(vectors)
             self._append(x, self._probes(x)[:, 0])
 
     # -- decisions ---------------------------------------------------------------------------------------
@@ -268,7 +292,7 @@ class IVFDeduper:
                                                  limit=room if left is None else min(left, room)))
                 if parts[-1].processed < len(vectors[start:start + EXACT_PHASE_CHUNK]):
                     break
-            head = _concat(parts)
+            head = concat_results(parts)
             parts = [head]
             self.size = self._exact.size
             if self.size >= self.train_rows:
@@ -279,13 +303,13 @@ class IVFDeduper:
                 return head
             vectors = vectors[head.processed:]
         parts.append(self._process_listed(vectors, limit))
-        return _concat(parts)
+        return concat_results(parts)
 
     def _process_listed(self, vectors: np.ndarray, limit: int | None) -> DedupResult:
         n = len(vectors)
         if n == 0:
             return DedupResult.empty()
-        x = _unit_rows(vectors)
+        x = unit_rows(vectors)
         probes = self._probes(x)
         own = probes[:, 0]
         best = torch.full((n,), -2.0)
@@ -312,15 +336,29 @@ class IVFDeduper:
                 best_id[askers] = torch.where(better, ids, current_id)
             members = own_order[own_bounds[l]:own_bounds[l + 1]]
             if len(members) and len(askers) > 1:
-                cos = q @ x[torch.from_numpy(members)].T
+                # members at the lists' precision: the rule is the same whether a twin is listed yet or not
+                cos = q @ x[torch.from_numpy(members)].to(LIST_DTYPE).float().T
                 earlier = torch.from_numpy(members)[None, :] < askers[:, None]
                 a, m = torch.nonzero((cos >= self.threshold) & earlier, as_tuple=True)
                 for r, e, c in zip(askers[a].tolist(), members[m.numpy()].tolist(), cos[a, m].tolist()):
                     twins.setdefault(r, []).append((e, c))
-        result = _decide(best.numpy(), best_id.numpy(), twins, self.threshold, limit, self.size)
+        result = decide(best.numpy(), best_id.numpy(), twins, self.threshold, limit, self.size)
         rows = torch.from_numpy(np.flatnonzero(result.keep))
         self._append(x[rows], own[rows.numpy()])
+        dropped = np.flatnonzero(~result.keep)
+        if len(dropped):  # compared with the listed (half precision) copy of the kept row: record that cosine
+            result.cosine[dropped] = pair_cosines(x[torch.from_numpy(dropped)].numpy(),
+                                                  self._listed_rows(result.duplicate_of[dropped]))
         return result
+
+    def _listed_rows(self, ids: np.ndarray) -> np.ndarray:
+        """float32 [len(ids), dim]: the listed copies of kept rows, by kept index."""
+        rows = np.empty((len(ids), self.dim), dtype=np.float32)
+        for n, i in enumerate(ids.tolist()):
+            l = int(self._own[i])
+            position = int(np.searchsorted(self._list_ids[l][: self._list_sizes[l]].numpy(), i))
+            rows[n] = self._lists[l][position].float().numpy()
+        return rows
 
 
 AUTO_IVF_MIN_ROWS = 200_000  # "auto" picks ivf on CPU above this many expected pool rows

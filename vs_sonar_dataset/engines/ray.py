@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -181,6 +182,8 @@ def ray_session(ray, address: str | None):
         return
     if address:
         check_reachable(address)
+    else:  # Ray starts its workers at nice 15, behind the driver and its own processes: here they do the work
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False, configure_logging=True)
@@ -200,7 +203,7 @@ def actor_environment(python: str) -> dict:
     return {"py_executable": python, "env_vars": {"PYTHONPATH": path}}
 
 
-def _resources(ray, device: str) -> dict:
+def actor_resources(ray, device: str) -> dict:
     """Per actor: a fraction of a CPU, and one GPU where the encoder computes on CUDA ("auto": when the
     cluster has GPUs)."""
     gpus = ray.cluster_resources().get("GPU", 0)
@@ -208,7 +211,7 @@ def _resources(ray, device: str) -> dict:
     return {"num_cpus": CPUS_PER_ACTOR, "num_gpus": 1 if wants_gpu else 0}
 
 
-def _pool_size(ray, resources: dict, actors: int | None) -> tuple[int, int]:
+def pool_size(ray, resources: dict, actors: int | None) -> tuple[int, int]:
     """(actors, torch threads per actor): by default one actor per GPU, else one per node using its cores,
     which is how the local engine computes on one machine."""
     if not actors:
@@ -220,7 +223,7 @@ def _pool_size(ray, resources: dict, actors: int | None) -> tuple[int, int]:
     return max(1, actors), max(1, cpus // max(1, actors))
 
 
-def _get(ray, ref, what: str):
+def get_started(ray, ref, what: str):
     """ray.get with the start time limit."""
     try:
         return ray.get(ref, timeout=START_TIMEOUT_S)
@@ -265,9 +268,9 @@ def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None
     values = config.model_dump(mode="json")
     runtime_env = actor_environment(python)
     with ray_session(ray, address), remote_user_errors(ray):
-        resources = _resources(ray, config.device)
+        resources = actor_resources(ray, config.device)
         describe = ray.remote(describe_encoder).options(runtime_env=runtime_env, max_retries=0, **resources)
-        info = EncoderInfo(**_get(ray, describe.remote(values), "the embed environment's encoder"))
+        info = EncoderInfo(**get_started(ray, describe.remote(values), "the embed environment's encoder"))
         run = open_embed(candidates_dir, out_dir, config, info)
         if isinstance(run, Manifest):
             return run
@@ -275,7 +278,7 @@ def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None
         planning = dataclasses.replace(run, seen=set(run.seen))
         # (a chunk with no new text is written without a trip through Ray)
         items = [{"texts": chunk.texts} for chunk in iter_chunks(planning, config.chunk_rows) if chunk.texts]
-        actors, threads = _pool_size(ray, resources, actors)
+        actors, threads = pool_size(ray, resources, actors)
         log.info("ray engine: %d chunks to encode by %d actor(s), %s", len(items), actors,
                  "one GPU each" if resources["num_gpus"] else f"{threads} CPU thread(s) each")
         ds = _pipeline(ray, items, values, runtime_env, resources, actors, threads) if items else None
@@ -298,6 +301,8 @@ def ordered_quiet_context() -> None:
     actors that cannot start fail the run, and the stage's own progress line instead of Ray's console output."""
     from ray.data import DataContext
 
+    # known: Ray 2.60 takes an actor's retry bounds only through this route (see bounded_retries)
+    warnings.filterwarnings("ignore", message=".*ray_remote_args_fn.*deprecated")
     context = DataContext.get_current()
     context.execution_options.preserve_order = True
     context.wait_for_min_actors_s = int(START_TIMEOUT_S)

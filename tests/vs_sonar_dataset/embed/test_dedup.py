@@ -3,6 +3,7 @@ import pytest
 
 from vs_sonar_dataset.config import load_table
 from vs_sonar_dataset.embed.dedup import METHOD_IVF, ExactDeduper, IVFDeduper, make_deduper
+from vs_sonar_dataset.fixtures.vectors import clustered as clustered_vectors
 
 THRESHOLD = 0.95
 
@@ -118,15 +119,8 @@ IVF = dict(nlist=16, nprobe=3, train_rows=500)
 
 @pytest.fixture(scope="module")
 def clustered():
-    """4000 rows shaped like an embedding space (anisotropic, shared offset) with 20% near-twins of earlier
-    rows, most at cosine 0.96-0.99, a few just below the threshold."""
-    rng = np.random.default_rng(7)
-    n, dim = 4000, 64
-    scales = (np.arange(1, dim + 1) ** -0.5).astype(np.float32)
-    x = rng.standard_normal((n, dim)).astype(np.float32) * scales + rng.standard_normal(dim).astype(np.float32) * 0.2
-    for i in np.sort(rng.choice(np.arange(1, n), n // 5, replace=False)):
-        x[i] = x[rng.integers(i)] + rng.normal(scale=rng.uniform(0.03, 0.12), size=dim).astype(np.float32) * scales
-    return x * rng.uniform(0.5, 2.0, size=(n, 1)).astype(np.float32)
+    """4000 rows shaped like an embedding space with 20% near-twins of earlier rows (fixtures/vectors.py)."""
+    return clustered_vectors(4000, 64)
 
 
 def decide(deduper, vectors, chunk, limit=None):

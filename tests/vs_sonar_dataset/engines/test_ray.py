@@ -6,7 +6,6 @@ random Qwen3 (hf_auto), as `vs-sonar embed --engine ray` runs them.
 Needs Ray in both environments (scripts/setup.sh --ray); skipped otherwise. About a minute and a half.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,23 +18,13 @@ import pytest
 from vs_sonar_dataset import shards
 from vs_sonar_dataset.config import parse
 from vs_sonar_dataset.embed.stage import DROPPED_FILE
-from vs_sonar_dataset.envs import REPO_ROOT, STAGE_ENVS
+from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.fixtures.candidates import write_candidates
 
-EMBED_PYTHON = REPO_ROOT / STAGE_ENVS["embed"][1] / "bin" / "python"
+from .conftest import EMBED_PYTHON, needs_ray_and_embed
 
-
-def _embed_env_has_ray() -> bool:
-    if not EMBED_PYTHON.exists():
-        return False
-    probe = "import ray, pandas, pyarrow, transformers"
-    return subprocess.run([str(EMBED_PYTHON), "-c", probe], capture_output=True).returncode == 0
-
-
-pytestmark = [pytest.mark.ray,
-              pytest.mark.skipif(importlib.util.find_spec("ray") is None or not _embed_env_has_ray(),
-                                 reason="needs Ray here and in the embed environment (scripts/setup.sh --ray)")]
+pytestmark = needs_ray_and_embed
 
 # sentences of every length (token-budget batches differ), one repeated text, 60 rows: 4 chunks of 16
 TEXTS = [f"Step {i}: " + " ".join(["check the units"] * (i % 9)) + f" and write down result {i}." for i in range(59)]
