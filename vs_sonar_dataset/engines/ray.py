@@ -296,6 +296,14 @@ def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None
         return finish_embed(run)
 
 
+def actor_pool(ray, actors: int):
+    """Ray Data's compute strategy for a pool of `actors` model actors, each running one call at a time on the
+    thread that loaded its model. (By default Ray Data runs every call on a helper thread, where OpenMP starts a
+    second thread team beside the one the model was set up with: vLLM on 2 cores then ran at half speed.)"""
+    return ray.data.ActorPoolStrategy(size=actors, enable_true_multi_threading=True,
+                                      max_concurrent_calls_per_actor=1)
+
+
 def ordered_quiet_context() -> None:
     """Ray Data's settings for both engines' pipelines: output in input order (shards are written in order),
     actors that cannot start fail the run, and the stage's own progress line instead of Ray's console output."""
@@ -315,6 +323,6 @@ def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict
     """One row per chunk in, one row per new text out, in order, through `actors` ChunkEncoder actors."""
     ordered_quiet_context()
     return ray.data.from_items(items).map_batches(
-        ChunkEncoder, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+        ChunkEncoder, batch_size=1, batch_format="numpy", compute=actor_pool(ray, actors),
         fn_constructor_kwargs={"config_values": values, "threads": threads}, runtime_env=runtime_env,
         ray_remote_args_fn=bounded_retries, **resources)

@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 from .. import shards
 from ..errors import UserError
 from ..shards import Manifest
-from .ray import (CPUS_PER_ACTOR, RETRIES, actor_environment, actor_resources, bounded_retries, get_started,
-                  ordered_quiet_context, pool_size, preflight, ray_session, remote_user_errors)
+from .ray import (CPUS_PER_ACTOR, RETRIES, actor_environment, actor_pool, actor_resources, bounded_retries,
+                  get_started, ordered_quiet_context, pool_size, preflight, ray_session, remote_user_errors)
 
 log = logging.getLogger("vs_sonar.engines.ray")
 
@@ -43,6 +43,7 @@ log = logging.getLogger("vs_sonar.engines.ray")
 # decision uses; `recorded`: the value a dropped row records, embed/dedup.pair_cosines)
 EDGE = np.dtype([("a", "<i8"), ("b", "<i8"), ("cos", "<f4"), ("recorded", "<f4")])
 TILE_ROW_BLOCK = 4096  # rows of a tile multiplied at once: bounds an actor's cosine buffer
+DIAGONAL_ROW_BLOCK = 1024  # the same for a shard against itself, where each block needs the columns before it
 CACHED_SHARDS = 4  # vector shards an actor keeps (a tile's row shard stays while its columns go by)
 CENTROIDS_FILE = "ivf_centroids.npy"  # in the pool folder while the ivf rule runs; removed when it is complete
 
@@ -125,16 +126,19 @@ class TileEdges:
         from ..embed.dedup import pair_cosines
 
         found = []
-        for start in range(first, len(x), TILE_ROW_BLOCK):
-            cos = x[start:start + TILE_ROW_BLOCK] @ y.T
+        # a shard against itself: smaller row blocks, each against the columns before its end only (half the work)
+        step = DIAGONAL_ROW_BLOCK if same else TILE_ROW_BLOCK
+        for start in range(first, len(x), step):
+            stop = min(start + step, len(x))
+            columns = y[:stop] if same else y
+            cos = x[start:stop] @ columns.T
             hits = cos >= self.threshold
             if same:  # only earlier rows: b < a
-                a_index = torch.arange(start, start + len(cos), device=cos.device)[:, None]
-                hits &= torch.arange(len(y), device=cos.device)[None, :] < a_index
+                rows = torch.arange(start, stop, device=cos.device)[:, None]
+                hits &= torch.arange(stop, device=cos.device)[None, :] < rows
             a, b = torch.nonzero(hits, as_tuple=True)
-            a = a + start
-            found.append((a.cpu().numpy(), b.cpu().numpy(), cos[a - start, b].cpu().numpy(),
-                          pair_cosines(x[a].cpu().numpy(), y[b].cpu().numpy())))
+            found.append(((a + start).cpu().numpy(), b.cpu().numpy(), cos[a, b].cpu().numpy(),
+                          pair_cosines(x[a + start].cpu().numpy(), columns[b].cpu().numpy())))
         return found
 
     def _listed_pairs(self, rows: dict, columns: dict, first: int, same: bool) -> list:
@@ -320,7 +324,7 @@ def _tiles(ray, start: int, count: int, pool: dict, runtime_env: dict, resources
     ordered_quiet_context()
     items = [{"rows": i, "columns": j} for i in range(start, count) for j in range(i + 1)]
     ds = ray.data.from_items(items).map_batches(
-        TileEdges, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+        TileEdges, batch_size=1, batch_format="numpy", compute=actor_pool(ray, actors),
         fn_constructor_kwargs=pool, runtime_env=runtime_env, ray_remote_args_fn=bounded_retries, **resources)
     collected = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):

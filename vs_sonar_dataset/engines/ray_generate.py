@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..generate.backends import Completion
-from .ray import (CPUS_PER_ACTOR, actor_environment, bounded_retries, ordered_quiet_context, preflight,
-                  ray_session, remote_user_errors, user_error)
+from .ray import (CPUS_PER_ACTOR, actor_environment, actor_pool, bounded_retries, ordered_quiet_context,
+                  preflight, ray_session, remote_user_errors, user_error)
 
 log = logging.getLogger("vs_sonar.engines.ray")
 
@@ -92,8 +92,6 @@ class RayBackend:
         self.rows = None
 
     def _start(self, first: int):
-        from ray.data import ActorPoolStrategy
-
         ray = self.ray
         ranges = batch_ranges(self.config, first, self.config.effective_max_requests())
         gpus = self.config.tensor_parallel_size if ray.cluster_resources().get("GPU", 0) else 0
@@ -106,7 +104,7 @@ class RayBackend:
         log.info("ray engine: up to %d batches of requests for %d vLLM actor(s)", len(ranges), actors)
         ordered_quiet_context()  # completions come back in request order
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges]).map_batches(
-            LlmActor, batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=max(1, actors)),
+            LlmActor, batch_size=1, batch_format="numpy", compute=actor_pool(ray, max(1, actors)),
             fn_constructor_kwargs={"config_values": self.config.model_dump(mode="json"), "problems": self.problems},
             runtime_env=runtime_env, num_cpus=CPUS_PER_ACTOR, num_gpus=gpus,
             ray_remote_args_fn=bounded_retries)
