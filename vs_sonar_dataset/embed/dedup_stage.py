@@ -1,7 +1,9 @@
 """The dedup stage: vector shards -> pool shards, dropping rows whose vector duplicates a kept row.
 
 Vector shards are read in order; each is decided by the deduper (dedup.py: a row is kept when its cosine to
-every earlier kept row is below the threshold) and its kept rows are written as one pool shard. The shard's
+every earlier kept row is below the threshold) and its kept rows are written as one pool shard. The ray engine
+(engines/ray_dedup.py) computes the cosines elsewhere and writes through the same open_dedup, write_decisions
+and finish_dedup. The shard's
 manifest entry is the checkpoint: a resumed run reloads the kept vectors and continues with the next vector
 shard, and the pool equals that of a run never interrupted. Dropped rows keep their columns, their vector, the
 id of the kept row they duplicate and the cosine to it.
@@ -53,7 +55,6 @@ class DedupRun:
     stats: dict
     kept_ids: list  # ids of the kept rows, in kept order (what duplicate_of names)
     done_shards: int  # vector shards already decided (one pool shard each)
-    expected_rows: int  # the pool's size at most: what method "auto" decides by
     bar: tqdm | None = None
 
     def limit(self) -> int | None:
@@ -90,13 +91,13 @@ def open_dedup(vectors_dir, pool_dir, config, algorithm: dict) -> "DedupRun | sh
         return writer.manifest
     kept_ids = [i for path in writer.manifest.shards  # resume: what earlier runs kept
                 for i in pq.read_table(pool_dir / path["file"], columns=["id"]).column("id").to_pylist()]
-    run = DedupRun(vectors_dir, pool_dir, config, vectors, writer, stats, kept_ids, writer.resumed_shards,
-                   expected_rows(config, fingerprint["rows"]))
+    run = DedupRun(vectors_dir, pool_dir, config, vectors, writer, stats, kept_ids, writer.resumed_shards)
     run.bar = tqdm(total=fingerprint["rows"], initial=stats["input_rows_done"], unit="row", desc="dedup")
     return run
 
 
 def expected_rows(config, input_rows: int) -> int:
+    """The pool's size at most: what method "auto" decides by."""
     return input_rows if config.target_rows is None else min(config.target_rows, input_rows)
 
 
