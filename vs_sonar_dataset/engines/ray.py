@@ -305,7 +305,7 @@ def actor_pool(ray, actors: int):
 
 
 def ordered_quiet_context() -> None:
-    """Ray Data's settings for both engines' pipelines: output in input order (shards are written in order),
+    """Ray Data's settings for every ray engine pipeline: output in input order (shards are written in order),
     actors that cannot start fail the run, and the stage's own progress line instead of Ray's console output."""
     from ray.data import DataContext
 

@@ -230,12 +230,11 @@ class Decisions:
 
 
 def _kept_rows(run, offsets: list[int]) -> np.ndarray:
-    """Resume: the input indices of the rows earlier runs kept (each pool shard holds one vector shard's)."""
-    kept = []
-    for index, entry in enumerate(run.writer.manifest.shards):
+    """Resume: the input indices of the rows earlier runs kept (open_dedup read their ids from the pool)."""
+    kept_ids, kept = set(run.kept_ids), []
+    for index in range(run.done_shards):
         ids = pq.read_table(run.vectors_dir / run.vectors.shards[index]["file"], columns=["id"]).column("id")
-        pool_ids = set(pq.read_table(run.pool_dir / entry["file"], columns=["id"]).column("id").to_pylist())
-        kept.append(offsets[index] + np.flatnonzero([i in pool_ids for i in ids.to_pylist()]))
+        kept.append(offsets[index] + np.flatnonzero([i in kept_ids for i in ids.to_pylist()]))
     return np.concatenate(kept) if kept else np.zeros(0, np.int64)
 
 
