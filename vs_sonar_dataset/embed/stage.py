@@ -179,15 +179,35 @@ def open_embed(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, co
         shutil.rmtree(out_dir / DROPPED_DIR, ignore_errors=True)  # left by a kill just after finishing
         return writer.manifest
 
+    if writer.resumed_shards:
+        log.info("resuming %s: %d candidates done", out_dir, stats["input_rows_done"])
+    return EmbedRun(out_dir, candidates_dir, writer, schema, candidates.text_column, stats,
+                    seen_ids(out_dir, writer.resumed_shards), fingerprint["rows"])
+
+
+def seen_ids(out_dir: Path, shards_done: int) -> set[str]:
+    """The ids of the candidate rows an output's first `shards_done` shards hold, written or dropped."""
     seen: set[str] = set()
     for table in shards.iter_shards(out_dir, "vectors"):
         seen.update(table.column("id").to_pylist())
-    for part in sorted((out_dir / DROPPED_DIR).glob("chunk-*.parquet"))[:len(writer.manifest.shards)]:
+    for part in sorted((out_dir / DROPPED_DIR).glob("chunk-*.parquet"))[:shards_done]:
         seen.update(pq.read_table(part, columns=["id"]).column("id").to_pylist())
-    if writer.resumed_shards:
-        log.info("resuming %s: %d candidates done", out_dir, stats["input_rows_done"])
-    return EmbedRun(out_dir, candidates_dir, writer, schema, candidates.text_column, stats, seen,
-                    fingerprint["rows"])
+    return seen
+
+
+def remaining_texts(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, chunk_rows: int) -> list[list]:
+    """The new texts of each chunk a run of this output still encodes ([] once it is complete), found without
+    opening it: the ray engine plans its pipeline before it has the encoder's description that opening needs."""
+    out_dir = Path(out_dir)
+    done_rows, seen = 0, set()
+    if (out_dir / shards.MANIFEST).is_file():
+        manifest = shards.read_manifest(out_dir, "vectors")
+        if manifest.complete:
+            return []
+        done_rows, seen = manifest.stats.get("input_rows_done", 0), seen_ids(out_dir, len(manifest.shards))
+    text_column = shards.read_manifest(candidates_dir, "candidates").text_column
+    plan = EmbedRun(out_dir, Path(candidates_dir), None, None, text_column, {"input_rows_done": done_rows}, seen, 0)
+    return [chunk.texts for chunk in iter_chunks(plan, chunk_rows)]
 
 
 def iter_chunks(run: EmbedRun, chunk_rows: int):

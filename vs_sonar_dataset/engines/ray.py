@@ -1,10 +1,11 @@
 """The embed stage on Ray Data: the same chunks, drops, shards and manifest as the local engine, with the
 encoding done by a pool of encoder actors that run in the embed environment.
 
-The driver (any environment with Ray, pyarrow and this package; no torch needed) opens the output as the local
-engine does (embed/stage.py: resume, repeated texts, ShardWriter), hands each chunk's new texts to Ray Data as
-one row, and writes the returned vectors as shards in chunk order. Each actor call encodes one whole chunk
-with the local engine's own batching (encode_texts), so the vectors are those the local engine computes.
+The driver (any environment with Ray, pyarrow and this package; no torch needed) finds each chunk's new texts
+still to encode (embed/stage.py: resume, repeated texts), hands them to Ray Data one chunk per row, opens the
+output as the local engine does once the first vectors bring the encoder's description (so the model loads in
+the actors only), and writes the returned vectors as shards in chunk order. Each actor call encodes one whole
+chunk with the local engine's own batching (encode_texts), so the vectors are those the local engine computes.
 
 Only plain data crosses between environments (str lists in, float32 numpy out): a torch object pickled in one
 environment does not unpickle in another. Every wait that Ray could stretch forever (a worker whose python
@@ -13,6 +14,7 @@ cannot start, an actor asking for resources no node has) has a time limit.
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -23,7 +25,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..embed.stage import dropped_count, finish_embed, iter_chunks, open_embed, progress_bar, write_chunk
+from ..embed.stage import (dropped_count, finish_embed, iter_chunks, open_embed, progress_bar, remaining_texts,
+                           write_chunk)
 from ..envs import REPO_ROOT, stage_python
 from ..errors import UserError
 from ..shards import Manifest
@@ -107,18 +110,24 @@ def _load_encoder(config_values: dict):
     return config, encoder_plugin(config.kind).load(config)
 
 
-def describe_encoder(config_values: dict) -> dict:
-    """Run in the embed environment: the encoder's name, width and description."""
-    _, encoder = _load_encoder(config_values)
+def encoder_summary(encoder) -> dict:
+    """The encoder's name, width and description, as plain data (EncoderInfo's fields)."""
     return {"name": encoder.name, "dim": int(encoder.dim), "description": encoder.describe()}
+
+
+def describe_encoder(config_values: dict) -> dict:
+    """Run in the embed environment: encoder_summary of the configured encoder."""
+    return encoder_summary(_load_encoder(config_values)[1])
 
 
 class ChunkEncoder:
     """A Ray Data actor in the embed environment: one batch is one chunk's texts (a single row), encoded with
-    the local engine's token-budget batching; one output row per text."""
+    the local engine's token-budget batching; one output row per text. Each call's first row also carries the
+    encoder_summary (as JSON), which the driver needs before it writes anything."""
 
     def __init__(self, config_values: dict, threads: int):
         self.config, self.encoder = _load_encoder(config_values)
+        self.summary = json.dumps(encoder_summary(self.encoder))
         if self.encoder.device == "cpu":  # Ray gives a fractional-CPU actor one thread; use its share of cores
             import torch
 
@@ -131,7 +140,8 @@ class ChunkEncoder:
         tokens = self.encoder.token_lengths(texts)
         vectors = encode_texts(self.encoder, texts, self.config, tokens)
         return {"vector": np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.encoder.dim),
-                "tokens": np.asarray(tokens, dtype=np.int32)}
+                "tokens": np.asarray(tokens, dtype=np.int32),
+                "encoder": np.array([self.summary] + [""] * (len(texts) - 1), dtype=object)}
 
 
 def user_error(ray, e: BaseException) -> UserError | None:
@@ -235,14 +245,14 @@ def get_started(ray, ref, what: str):
 
 
 def _vector_rows(ds):
-    """The pipeline's vectors and token counts in chunk order: (float32 [rows, dim], int32 [rows]) per block."""
-    if ds is None:  # nothing to encode
-        return
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+    """The pipeline's vectors and token counts in chunk order: (float32 [rows, dim], int32 [rows], the block's
+    first encoder summary or "") per block."""
+    for batch in finished_batches(ds):
         vectors = batch["vector"]
         if vectors.dtype == object:  # blocks Ray could not store as a tensor come back as arrays of arrays
             vectors = np.stack(list(vectors))
-        yield np.asarray(vectors, dtype=np.float32), np.asarray(batch["tokens"], dtype=np.int32)
+        summary = next((str(s) for s in batch["encoder"] if s), "")
+        yield np.asarray(vectors, dtype=np.float32), np.asarray(batch["tokens"], dtype=np.int32), summary
 
 
 def _take(rows, buffer: list, n: int, dim: int) -> tuple[np.ndarray, list[int]]:
@@ -252,7 +262,7 @@ def _take(rows, buffer: list, n: int, dim: int) -> tuple[np.ndarray, list[int]]:
         block = next(rows, None)
         if block is None:
             raise RuntimeError(f"the Ray pipeline ended {n - have} vectors short")
-        buffer.append(block)
+        buffer.append(block[:2])
         have += len(block[0])
     vectors = np.concatenate([b[0] for b in buffer]) if buffer else np.empty((0, dim), np.float32)
     tokens = np.concatenate([b[1] for b in buffer]) if buffer else np.empty(0, np.int32)
@@ -269,39 +279,56 @@ def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None
     runtime_env = actor_environment(python)
     with ray_session(ray, address), remote_user_errors(ray):
         resources = actor_resources(ray, config.device)
-        describe = ray.remote(describe_encoder).options(runtime_env=runtime_env, max_retries=0, **resources)
-        info = EncoderInfo(**get_started(ray, describe.remote(values), "the embed environment's encoder"))
-        run = open_embed(candidates_dir, out_dir, config, info)
-        if isinstance(run, Manifest):
-            return run
-        # a first pass finds each chunk's new texts (on a copy of what was seen); the second writes the shards
-        planning = dataclasses.replace(run, seen=set(run.seen))
+        # the pipeline starts before the output is opened (which needs the encoder's description): the actors
+        # send the description with their first vectors, so the model loads in them only
         # (a chunk with no new text is written without a trip through Ray)
-        items = [{"texts": chunk.texts} for chunk in iter_chunks(planning, config.chunk_rows) if chunk.texts]
+        items = [{"texts": t} for t in remaining_texts(candidates_dir, out_dir, config.chunk_rows) if t]
         actors, threads = pool_size(ray, resources, actors)
-        log.info("ray engine: %d chunks to encode by %d actor(s), %s", len(items), actors,
-                 "one GPU each" if resources["num_gpus"] else f"{threads} CPU thread(s) each")
-        ds = _pipeline(ray, items, values, runtime_env, resources, actors, threads) if items else None
-        rows, buffer = _vector_rows(ds), []
-        bar = progress_bar(run)
+        rows, buffer = iter(()), []
         try:
-            for chunk in iter_chunks(run, config.chunk_rows):
-                vectors, tokens = _take(rows, buffer, len(chunk.texts), info.dim)
-                write_chunk(run, chunk, vectors, tokens, info.name)
-                bar.update(chunk.table.num_rows)
-                bar.set_postfix(dropped=dropped_count(run.stats))
+            if items:
+                log.info("ray engine: %d chunks to encode by %d actor(s), %s", len(items), actors,
+                         "one GPU each" if resources["num_gpus"] else f"{threads} CPU thread(s) each")
+                rows = _vector_rows(_pipeline(ray, items, values, runtime_env, resources, actors, threads))
+                first = next(rows, None)
+                if first is None:
+                    raise RuntimeError("the Ray pipeline ended before its first vectors")
+                buffer.append(first[:2])
+                info = EncoderInfo(**json.loads(first[2]))
+            else:  # nothing left to encode: the description alone, to check or finish the output
+                describe = ray.remote(describe_encoder).options(runtime_env=runtime_env, max_retries=0, **resources)
+                info = EncoderInfo(**get_started(ray, describe.remote(values), "the embed environment's encoder"))
+            run = open_embed(candidates_dir, out_dir, config, info)
+            if isinstance(run, Manifest):
+                return run
+            bar = progress_bar(run)
+            try:
+                for chunk in iter_chunks(run, config.chunk_rows):
+                    vectors, tokens = _take(rows, buffer, len(chunk.texts), info.dim)
+                    write_chunk(run, chunk, vectors, tokens, info.name)
+                    bar.update(chunk.table.num_rows)
+                    bar.set_postfix(dropped=dropped_count(run.stats))
+            finally:
+                bar.close()
         finally:
-            bar.close()
-            rows.close()
+            getattr(rows, "close", lambda: None)()
         return finish_embed(run)
 
 
 def actor_pool(ray, actors: int):
     """Ray Data's compute strategy for a pool of `actors` model actors, each running one call at a time on the
-    thread that loaded its model. (By default Ray Data runs every call on a helper thread, where OpenMP starts a
-    second thread team beside the one the model was set up with: vLLM on 2 cores then ran at half speed.)"""
+    thread that loaded its model, in input order. (By default Ray Data runs every call on a helper thread, where
+    OpenMP starts a second thread team beside the one the model was set up with: vLLM on 2 cores then ran at half
+    speed. Calls queued on such an actor may start out of order: one call in flight per actor keeps the order.)"""
     return ray.data.ActorPoolStrategy(size=actors, enable_true_multi_threading=True,
-                                      max_concurrent_calls_per_actor=1)
+                                      max_concurrent_calls_per_actor=1, max_tasks_in_flight_per_actor=1)
+
+
+def finished_batches(ds):
+    """The pipeline's output blocks as numpy batches, each as soon as the call that made it has returned.
+    (With Ray Data's default prefetch of one batch, a call's output reached the driver only when the next call
+    had returned too: a generation run that needed two batches waited for a third.)"""
+    return ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0)
 
 
 def ordered_quiet_context() -> None:

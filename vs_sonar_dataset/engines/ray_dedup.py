@@ -35,7 +35,8 @@ from .. import shards
 from ..errors import UserError
 from ..shards import Manifest
 from .ray import (CPUS_PER_ACTOR, RETRIES, actor_environment, actor_pool, actor_resources, bounded_retries,
-                  get_started, ordered_quiet_context, pool_size, preflight, ray_session, remote_user_errors)
+                  finished_batches, get_started, ordered_quiet_context, pool_size, preflight, ray_session,
+                  remote_user_errors)
 
 log = logging.getLogger("vs_sonar.engines.ray")
 
@@ -326,7 +327,7 @@ def _tiles(ray, start: int, count: int, pool: dict, runtime_env: dict, resources
         TileEdges, batch_size=1, batch_format="numpy", compute=actor_pool(ray, actors),
         fn_constructor_kwargs=pool, runtime_env=runtime_env, ray_remote_args_fn=bounded_retries, **resources)
     collected = []
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+    for batch in finished_batches(ds):
         for i, j, edges in zip(batch["rows"], batch["columns"], batch["edges"]):
             collected.append(np.frombuffer(edges, EDGE))
             if int(j) == int(i):

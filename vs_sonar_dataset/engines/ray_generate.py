@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..generate.backends import Completion
-from .ray import (CPUS_PER_ACTOR, actor_environment, actor_pool, bounded_retries, ordered_quiet_context,
-                  preflight, ray_session, remote_user_errors, user_error)
+from .ray import (CPUS_PER_ACTOR, actor_environment, actor_pool, bounded_retries, finished_batches,
+                  ordered_quiet_context, preflight, ray_session, remote_user_errors, user_error)
 
 log = logging.getLogger("vs_sonar.engines.ray")
 
@@ -77,6 +77,17 @@ class LlmActor:
             return Completion("", False, error=" ".join(f"{type(e).__name__}: {e}".split())[:500])
 
 
+def _rows(ds):
+    """The pipeline's completions one request at a time, as dicts; closing this stops the pipeline."""
+    batches = iter(finished_batches(ds))
+    try:
+        for batch in batches:
+            for values in zip(*batch.values()):
+                yield dict(zip(batch, values))
+    finally:
+        getattr(batches, "close", lambda: None)()
+
+
 class RayBackend:
     """generate/run.py's backend on Ray: `complete` hands back, in order, the completions of the pipeline
     started at the first request asked for."""
@@ -108,7 +119,7 @@ class RayBackend:
             fn_constructor_kwargs={"config_values": self.config.model_dump(mode="json"), "problems": self.problems},
             runtime_env=runtime_env, num_cpus=CPUS_PER_ACTOR, num_gpus=gpus,
             ray_remote_args_fn=bounded_retries)
-        return iter(ds.iter_rows())
+        return _rows(ds)
 
     def complete(self, requests, schema: dict) -> list[Completion]:
         """(schema: the actors constrain to run_schema(config), which is what the driver passes)"""

@@ -272,3 +272,35 @@ def test_chunk_of_only_repeated_ids(tmp_path, tiny_sonar, encoder, train_texts):
     manifest = embed_stage(cands, tmp_path / "vectors", embed, encoder)
     assert manifest.rows == 6 and manifest.stats["dropped_duplicate_id"] == 4
     assert [s["rows"] for s in manifest.shards] == [4, 0, 2]  # the all-duplicate chunk still checkpoints
+
+
+def test_remaining_texts_are_what_the_run_still_encodes(tmp_path, tiny_sonar, encoder, train_texts, monkeypatch):
+    """What the ray engine plans before it opens the output (it has no encoder description yet): each chunk's
+    new texts, on a fresh output, after a stop at the first shard, and none once complete."""
+    from vs_sonar_dataset.embed import stage
+
+    texts = train_texts[:6] + [t.lower() for t in train_texts[:3]] + train_texts[6:9]  # repeats in a later chunk
+    cands = write_candidates(tmp_path / "cands", texts)
+    embed, _ = config(tiny_sonar, chunk_rows=4)
+    seen, expected = set(), []
+    for start in range(0, len(texts), 4):
+        new = [t for t in texts[start:start + 4] if text_id(t) not in seen]
+        seen.update(text_id(t) for t in new)
+        expected.append(new)
+    assert [len(new) for new in expected] == [4, 2, 3]  # the second chunk repeats two earlier texts
+    out = tmp_path / "vectors"
+    assert stage.remaining_texts(cands, out, 4) == expected
+
+    write_chunk = stage.write_chunk
+
+    def stop_after_first(*args, **kwargs):
+        write_chunk(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "write_chunk", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        embed_stage(cands, out, embed, encoder)
+    assert stage.remaining_texts(cands, out, 4) == expected[1:]
+    monkeypatch.setattr(stage, "write_chunk", write_chunk)
+    embed_stage(cands, out, embed, encoder)
+    assert stage.remaining_texts(cands, out, 4) == []
