@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -40,6 +41,8 @@ PROBE_TIMEOUT_S = 120  # an environment's `import ray, pandas, pyarrow`
 CONNECT_TIMEOUT_S = 10  # the Ray head's port
 CPUS_PER_ACTOR = 0.5  # fractional: two pools at 1 CPU each on a 2-CPU machine wait for each other forever
 RETRIES = 3  # restarts of an actor whose process died, and sends of the batch it held
+# the last line of a traceback that ended in one of our one-line errors
+USER_ERROR_LINE = re.compile(r"^vs_sonar_dataset\.errors\.(?:UserError|ShardError): (.+)$", re.MULTILINE)
 
 
 def bounded_retries() -> dict:
@@ -123,10 +126,19 @@ def describe_encoder(config_values: dict) -> dict:
 class ChunkEncoder:
     """A Ray Data actor in the embed environment: one batch is one chunk's texts (a single row), encoded with
     the local engine's token-budget batching; one output row per text. Each call's first row also carries the
-    encoder_summary (as JSON), which the driver needs before it writes anything."""
+    encoder_summary (as JSON), which the driver needs before it writes anything.
+
+    A user mistake met while loading (a model folder that is not there) is raised by the first call: Ray keeps
+    an error raised in a constructor as text only, and restarts the actor meanwhile, printing the traceback each
+    time, while a call's error reaches the driver as itself, once."""
 
     def __init__(self, config_values: dict, threads: int):
-        self.config, self.encoder = _load_encoder(config_values)
+        self.load_error = None
+        try:
+            self.config, self.encoder = _load_encoder(config_values)
+        except UserError as e:  # raised by the first call instead (see the class docstring)
+            self.load_error = e
+            return
         self.summary = json.dumps(encoder_summary(self.encoder))
         if self.encoder.device == "cpu":  # Ray gives a fractional-CPU actor one thread; use its share of cores
             import torch
@@ -136,6 +148,8 @@ class ChunkEncoder:
     def __call__(self, batch: dict) -> dict:
         from ..embed.stage import encode_texts
 
+        if self.load_error is not None:
+            raise self.load_error
         texts = [str(t) for row in batch["texts"] for t in row]
         tokens = self.encoder.token_lengths(texts)
         vectors = encode_texts(self.encoder, texts, self.config, tokens)
@@ -145,12 +159,17 @@ class ChunkEncoder:
 
 
 def user_error(ray, e: BaseException) -> UserError | None:
-    """The UserError raised inside a Ray task or actor, if that is what `e` carries. (Ray's own error also
-    passes as a UserError then, but its text is the remote traceback.)"""
+    """The UserError raised inside a Ray task or actor, if that is what `e` carries, as an object or as the
+    last line of a remote traceback. (Ray's own error also passes as a UserError then, but its text is the
+    remote traceback.)"""
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, UserError) and not isinstance(e, ray.exceptions.RayError):
             return UserError(str(e))
+        if isinstance(e, ray.exceptions.RayError):  # raised in an actor's constructor or in a Ray Data call, it
+            raised = USER_ERROR_LINE.findall(str(e))  # arrives as the text of the remote traceback only
+            if raised:
+                return UserError(raised[-1])
         seen.add(id(e))
         e = getattr(e, "cause", None) or e.__cause__
     return None

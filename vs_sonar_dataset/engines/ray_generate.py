@@ -50,11 +50,17 @@ class LlmActor:
         self.config = parse("source", config_values)
         self.problems = [Problem(**p) for p in problems]
         self.schema = run_schema(self.config)
-        self.backend = VllmBackend(self.config)
+        self.load_error = None
+        try:
+            self.backend = VllmBackend(self.config)
+        except UserError as e:  # raised by the first call instead (see engines/ray.ChunkEncoder)
+            self.load_error = e
 
     def __call__(self, batch: dict) -> dict:
         from ..generate.run import planned_request
 
+        if self.load_error is not None:
+            raise self.load_error
         start, stop = int(batch["start"][0]), int(batch["stop"][0])
         requests = [planned_request(self.config, self.problems, i) for i in range(start, stop)]
         try:

@@ -148,6 +148,19 @@ def test_a_missing_embed_environment_is_one_line_not_a_hang(ray_local, work, tmp
     assert not (tmp_path / "vectors").exists()
 
 
+def test_a_model_folder_that_is_not_there_is_one_line(ray_local, work, tmp_path):
+    """The encoder actors meet it while loading (Ray Data hands their errors back as traceback text): the user
+    gets the encoder's own one-line error, and no output folder."""
+    from vs_sonar_dataset.engines.ray import run_embed_ray
+
+    root, config = work
+    missing = config.model_copy(update={"model": str(tmp_path / "no-model")})
+    with pytest.raises(UserError, match="no-model") as caught:
+        run_embed_ray(root / "cands", tmp_path / "vectors", missing)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+    assert not (tmp_path / "vectors").exists()
+
+
 def test_command_line_errors(work, tmp_path):
     """`vs-sonar embed --engine ray`: a Ray head nobody listens on fails in seconds, and --address needs the
     ray engine; each a one-line error with exit status 2."""

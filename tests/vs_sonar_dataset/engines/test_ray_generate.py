@@ -172,3 +172,17 @@ def test_a_request_the_engine_fails_on_is_rejected_with_its_reason(ray_local, wo
     assert len(reasons) == summary["rejected"]["engine_error"] and all("max" in r.lower() for r in reasons), reasons
     rows = shards.read_table(tmp_path / "cands", "candidates").to_pylist()
     assert len(rows) == FAST["num_candidates"] and len({r["id"] for r in rows}) == len(rows)
+
+
+def test_a_model_folder_that_is_not_there_is_one_line(ray_local, work, tmp_path):
+    """The vLLM actors meet it while loading: the run ends with the backend's own one-line error, once, and
+    writes no shard."""
+    from vs_sonar_dataset.engines.ray_generate import backend_factory
+    from vs_sonar_dataset.generate.run import run_generate
+
+    _, config = work
+    missing = config.model_copy(update={"model": str(tmp_path / "no-model")})
+    with pytest.raises(UserError, match="no such model directory") as caught:
+        run_generate(missing, tmp_path / "cands", progress=False, backend_factory=backend_factory())
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)
+    assert not shards.read_manifest(tmp_path / "cands", "candidates").shards
