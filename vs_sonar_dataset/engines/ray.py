@@ -363,6 +363,10 @@ def ordered_quiet_context() -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.issue_detectors_config.detectors = []  # its memory warnings would flood the console
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # each pipeline's start and finish lines
+    from ray.util.debug import log_once
+
+    log_once("ray_data_progress_manager_disabled")  # marks as said Ray's note that its progress bars are off
 
 
 def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict, actors: int, threads: int):
