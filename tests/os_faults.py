@@ -1,8 +1,10 @@
-"""File-system faults for the error-boundary tests: a folder the command may not write, a disk that fills up."""
+"""Faults for the error-boundary tests: a folder the command may not write, a disk that fills up, a Ctrl-C
+right after a given call."""
 
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 
 import pytest
 
@@ -29,3 +31,25 @@ def small_disk(tmp_path):
         yield disk
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@contextmanager
+def interrupted_after(monkeypatch, module, name: str, calls: int = 1):
+    """Within the block, `module.name` raises KeyboardInterrupt (as Ctrl-C would) right after its `calls`-th call
+    has returned; the block must end that way. The original is back afterwards."""
+    original = getattr(module, name)
+    returned = []
+
+    def interrupting(*args, **kwargs):
+        result = original(*args, **kwargs)
+        returned.append(1)
+        if len(returned) == calls:
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(module, name, interrupting)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(module, name, original)

@@ -23,6 +23,8 @@ from vs_sonar_dataset.fixtures.candidates import write_candidates
 from vs_sonar_dataset.schema import embedding_matrix, pool_schema
 from vs_sonar_dataset.textnorm import text_id
 
+from os_faults import interrupted_after
+
 from .conftest import TEST_DIM, needs_sonar
 
 pytestmark = needs_sonar
@@ -291,16 +293,8 @@ def test_remaining_texts_are_what_the_run_still_encodes(tmp_path, tiny_sonar, en
     out = tmp_path / "vectors"
     assert stage.remaining_texts(cands, out, 4) == expected
 
-    write_chunk = stage.write_chunk
-
-    def stop_after_first(*args, **kwargs):
-        write_chunk(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(stage, "write_chunk", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after(monkeypatch, stage, "write_chunk"):
         embed_stage(cands, out, embed, encoder)
     assert stage.remaining_texts(cands, out, 4) == expected[1:]
-    monkeypatch.setattr(stage, "write_chunk", write_chunk)
     embed_stage(cands, out, embed, encoder)
     assert stage.remaining_texts(cands, out, 4) == []

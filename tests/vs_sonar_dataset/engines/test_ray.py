@@ -22,6 +22,8 @@ from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.fixtures.candidates import write_candidates
 
+from os_faults import interrupted_after
+
 from .conftest import EMBED_PYTHON, needs_ray_and_embed
 
 pytestmark = needs_ray_and_embed
@@ -85,18 +87,10 @@ def test_interrupted_after_the_first_shard_then_resumed(ray_local, work, local_v
     from vs_sonar_dataset.engines import ray as engine
 
     root, config = work
-    write_chunk = engine.write_chunk
-
-    def stop_after_first(*args, **kwargs):
-        write_chunk(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(engine, "write_chunk", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after(monkeypatch, engine, "write_chunk"):
         engine.run_embed_ray(root / "cands", root / "resumed", config)
     partial = shards.read_manifest(root / "resumed", "vectors")
     assert not partial.complete and len(partial.shards) == 1
-    monkeypatch.setattr(engine, "write_chunk", write_chunk)
     engine.run_embed_ray(root / "cands", root / "resumed", config, actors=2)
     assert_same_output(local_vectors, root / "resumed")
 

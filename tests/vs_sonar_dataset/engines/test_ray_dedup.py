@@ -21,6 +21,8 @@ from vs_sonar_dataset.engines.ray_dedup import CENTROIDS_FILE
 from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.fixtures.vectors import clustered, write_vectors
 
+from os_faults import interrupted_after
+
 from .conftest import needs_ray_and_embed
 
 pytestmark = needs_ray_and_embed
@@ -88,22 +90,11 @@ def test_stopped_part_way_then_resumed(ray_local, vectors, local_pools, tmp_path
     an uninterrupted run. A resume after the training row trains the centroids again from the kept rows."""
     from vs_sonar_dataset.engines.ray_dedup import run_dedup_ray
 
-    write = dedup_stage.write_decisions
-    written = []
-
-    def stop_after_some(*args, **kwargs):
-        write(*args, **kwargs)
-        written.append(1)
-        if len(written) == stop_after:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(dedup_stage, "write_decisions", stop_after_some)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after(monkeypatch, dedup_stage, "write_decisions", stop_after):
         run_dedup_ray(vectors, tmp_path / "pool", dedup_config("ivf"))
     partial = shards.read_manifest(tmp_path / "pool", "pool")
     assert not partial.complete and len(partial.shards) == stop_after
     assert (tmp_path / "pool" / CENTROIDS_FILE).exists() == (stop_after == 4)
-    monkeypatch.setattr(dedup_stage, "write_decisions", write)
     run_dedup_ray(vectors, tmp_path / "pool", dedup_config("ivf"), actors=2)
     assert_same_pool(local_pools["ivf"], tmp_path / "pool")
 

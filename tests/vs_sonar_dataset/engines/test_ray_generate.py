@@ -21,6 +21,8 @@ from vs_sonar_dataset.config import load_table
 from vs_sonar_dataset.envs import REPO_ROOT, STAGE_ENVS
 from vs_sonar_dataset.errors import UserError
 
+from os_faults import interrupted_after
+
 GENERATE_PYTHON = REPO_ROOT / STAGE_ENVS["generate"][1] / "bin" / "python"
 # the generate tests' fast settings: short texts, 2 requests per batch and per shard (one batch per shard)
 FAST = {"num_candidates": 24, "candidates_per_request": 3, "min_problems": 3, "max_problems": 5, "seed": 7,
@@ -97,17 +99,9 @@ def test_stopped_after_the_first_shard_then_resumed_with_a_worker_killed(ray_loc
     from vs_sonar_dataset.generate import run
 
     root, config = work
-    summary = run._summary
-
-    def stop_after_first(*args, **kwargs):
-        summary(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(run, "_summary", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after(monkeypatch, run, "_summary"):
         run.run_generate(config, root / "resumed", progress=False, backend_factory=backend_factory())
     assert len(shards.read_manifest(root / "resumed", "candidates").shards) == 1
-    monkeypatch.setattr(run, "_summary", summary)
 
     killed = []
     killer = threading.Thread(target=_kill_the_worker_after_shard, args=(root / "resumed", 3, killed), daemon=True)
