@@ -17,6 +17,12 @@ The rule each method compares by:
             row is compared with the earlier rows whose own list is one of its `ivf_probes` nearest lists, at
             the lists' half precision (IVFDeduper's rule). Only these pairs are multiplied.
 
+Rows the driver has dropped cannot be anyone's nearest kept row, so a tile leaves them out once it can: the driver
+writes each decided shard's kept mask to the pool folder (KEPT_MASKS_DIR, removed at the end), and an actor
+multiplies only the kept columns of a shard whose mask is there (the local deduper likewise compares with kept rows
+only; on 20% near-twins, the masks save a fifth of the products). A tile that comes before the mask compares all
+columns: the decisions are the same either way, as `Decisions.decide` ignores edges to dropped rows.
+
 Resume: the pool's manifest is the checkpoint, as for the local engine; a re-run reads which rows were kept
 (ids only) and computes the tiles of the shards still to decide. On a cluster, the run folder must be on storage
 that every node mounts at the same path: the actors read the vector shards from there.
@@ -24,6 +30,7 @@ that every node mounts at the same path: the actors read the vector shards from 
 
 import io
 import logging
+import shutil
 from collections import OrderedDict
 from itertools import islice
 from pathlib import Path
@@ -47,12 +54,30 @@ TILE_ROW_BLOCK = 4096  # rows of a tile multiplied at once: bounds an actor's co
 DIAGONAL_ROW_BLOCK = 1024  # the same for a shard against itself, where each block needs the columns before it
 CACHED_SHARDS = 4  # vector shards an actor keeps (a tile's row shard stays while its columns go by)
 CENTROIDS_FILE = "ivf_centroids.npy"  # in the pool folder while the ivf rule runs; removed when it is complete
+KEPT_MASKS_DIR = "kept_masks"  # in the pool folder while the run lasts: one bool mask per decided vector shard
 
 
 def shard_layout(vectors: Manifest) -> tuple[list[str], list[int]]:
     """The vector shards' files, and the input index of each one's first row (then the total)."""
     return ([s["file"] for s in vectors.shards],
             np.concatenate([[0], np.cumsum([s["rows"] for s in vectors.shards])]).astype(int).tolist())
+
+
+def kept_mask_path(pool_dir, shard: int) -> Path:
+    return Path(pool_dir) / KEPT_MASKS_DIR / f"{shard:05d}.npy"
+
+
+def write_kept_mask(pool_dir, shard: int, mask: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(mask, dtype=bool))
+    kept_mask_path(pool_dir, shard).parent.mkdir(exist_ok=True)
+    shards.write_bytes_atomic(kept_mask_path(pool_dir, shard), buffer.getvalue())
+
+
+def remove_run_files(pool_dir) -> None:
+    """What the ray engine keeps in the pool folder only while it runs."""
+    shutil.rmtree(Path(pool_dir) / KEPT_MASKS_DIR, ignore_errors=True)
+    (Path(pool_dir) / CENTROIDS_FILE).unlink(missing_ok=True)
 
 
 def read_unit_rows(vectors_dir: str, file: str):
@@ -73,12 +98,13 @@ class TileEdges:
     nprobe and `first`, the first row it applies to (earlier rows of a tile are not compared). The arguments are
     small on purpose: Ray keeps large ones in its object store, from where a restarted actor may not get them."""
 
-    def __init__(self, vectors_dir: str, threshold: float, device: str, threads: int, listed: dict | None):
+    def __init__(self, vectors_dir: str, pool_dir: str, threshold: float, device: str, threads: int,
+                 listed: dict | None):
         import torch
 
         if device == "cpu":  # Ray gives a fractional-CPU actor one thread; use its share of cores
             torch.set_num_threads(threads)
-        self.vectors_dir = vectors_dir
+        self.vectors_dir, self.pool_dir = vectors_dir, pool_dir
         self.files, self.offsets = shard_layout(shards.read_manifest(vectors_dir, "vectors"))
         self.threshold, self.device, self.listed = float(threshold), device, listed
         if listed is not None:
@@ -101,6 +127,15 @@ class TileEdges:
             self.cache.popitem(last=False)
         return shard
 
+    def _kept_columns(self, index: int, shard: dict) -> np.ndarray | None:
+        """The positions of shard `index`'s kept rows, once the driver has decided it (else None: all rows)."""
+        if "kept" not in shard:
+            try:
+                shard["kept"] = np.flatnonzero(np.load(kept_mask_path(self.pool_dir, index)))
+            except FileNotFoundError:  # not decided yet
+                return None
+        return shard["kept"]
+
     def __call__(self, batch: dict) -> dict:
         edges = [self._edges(int(i), int(j)).tobytes() for i, j in zip(batch["rows"], batch["columns"])]
         return {"rows": batch["rows"], "columns": batch["columns"], "edges": np.array(edges, dtype=object)}
@@ -109,10 +144,19 @@ class TileEdges:
         rows, columns = self._shard(i), self._shard(j)
         base_a, base_b = self.offsets[i], self.offsets[j]
         first = 0 if self.listed is None else max(0, self.listed["first"] - base_a)
+        kept = None if i == j else self._kept_columns(j, columns)
         if self.listed is None:
-            found = self._all_pairs(rows["x"], columns["x"], first, i == j)
+            if kept is None:
+                found = self._all_pairs(rows["x"], columns["x"], first, i == j)
+            else:
+                import torch
+
+                if "kept_x" not in columns:
+                    columns["kept_x"] = columns["x"][torch.from_numpy(kept).to(columns["x"].device)]
+                found = [(a, kept[b], cos, recorded)
+                         for a, b, cos, recorded in self._all_pairs(rows["x"], columns["kept_x"], first, False)]
         else:
-            found = self._listed_pairs(rows, columns, first, i == j)
+            found = self._listed_pairs(rows, columns, first, i == j, kept)
         out = np.empty(sum(len(a) for a, _, _, _ in found), EDGE)
         at = 0
         for columns_found in found:
@@ -142,14 +186,17 @@ class TileEdges:
                           pair_cosines(x[a + start].cpu().numpy(), columns[b].cpu().numpy())))
         return found
 
-    def _listed_pairs(self, rows: dict, columns: dict, first: int, same: bool) -> list:
-        """List by list, as IVFDeduper scans: the rows that probe the list times the columns it owns."""
+    def _listed_pairs(self, rows: dict, columns: dict, first: int, same: bool, kept: np.ndarray | None) -> list:
+        """List by list, as IVFDeduper scans: the rows that probe the list times the (kept) columns it owns."""
         import torch
 
         from ..embed.dedup import pair_cosines
 
         probes = rows["probes"][first:]
         own = columns["probes"][:, 0]
+        if kept is not None:  # a dropped column owns no list
+            own = np.full_like(own, -1)
+            own[kept] = columns["probes"][kept, 0]
         flat = probes.reshape(-1)
         order = np.argsort(flat, kind="stable")
         askers_all = order // probes.shape[1] + first
@@ -260,14 +307,19 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
         deduper = make_deduper(method, vectors.embedding_dim, config.threshold, config.block_rows, "cpu",
                                ivf=ivf_settings(config))
         run = open_dedup(vectors_dir, pool_dir, config, deduper.method())
+        remove_run_files(pool_dir)  # a stopped run's, which may be another config's
         if isinstance(run, Manifest):
             return run
         actors, threads = pool_size(ray, resources, actors)
         files, offsets = shard_layout(vectors)
         decisions = Decisions(fingerprint["rows"])
         decisions.restore(_kept_rows(run, offsets))
-        pool = {"vectors_dir": str(Path(vectors_dir).resolve()), "threshold": config.threshold,
-                "device": "cuda" if resources["num_gpus"] else "cpu", "threads": threads, "listed": None}
+        pool_dir = Path(pool_dir).resolve()  # for the actors: read where they run
+        for index in range(run.done_shards):
+            write_kept_mask(pool_dir, index, decisions.kept_index[offsets[index]:offsets[index + 1]] >= 0)
+        pool = {"vectors_dir": str(Path(vectors_dir).resolve()), "pool_dir": str(pool_dir),
+                "threshold": config.threshold, "device": "cuda" if resources["num_gpus"] else "cpu",
+                "threads": threads, "listed": None}
         ivf = deduper if isinstance(deduper, IVFDeduper) else None
 
         def listing() -> dict:
@@ -281,7 +333,7 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
                                                       num_cpus=CPUS_PER_ACTOR)
             centroids = get_started(ray, task.remote(pool["vectors_dir"], files, picks, ivf.nlist, ivf.seed,
                                               ivf.kmeans_iterations, threads), "the ivf training task")
-            path = Path(pool_dir).resolve() / CENTROIDS_FILE  # for the actors: read where they run
+            path = pool_dir / CENTROIDS_FILE
             buffer = io.BytesIO()
             np.save(buffer, centroids)
             shards.write_bytes_atomic(path, buffer.getvalue())
@@ -308,6 +360,8 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
                     if trained:
                         pool["listed"] = listing()
                     finished = lo + parts[-1].processed == offsets[i + 1]
+                    if finished:
+                        write_kept_mask(pool_dir, i, decisions.kept_index[offsets[i]:offsets[i + 1]] >= 0)
                     if finished or (run.limit() is not None and sum(p.keep.sum() for p in parts) >= run.limit()):
                         write_decisions(run, next(tables), concat_results(parts))
                         parts, shard = [], i + 1
@@ -315,7 +369,7 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
                         break  # trained: the rows after it are compared by the ivf rule, in new tiles
             finally:
                 tiles.close()
-        (Path(pool_dir) / CENTROIDS_FILE).unlink(missing_ok=True)
+        remove_run_files(pool_dir)
         return finish_dedup(run)
 
 

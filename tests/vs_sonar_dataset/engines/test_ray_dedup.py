@@ -17,7 +17,7 @@ from vs_sonar_dataset import shards
 from vs_sonar_dataset.config import parse
 from vs_sonar_dataset.embed import dedup_stage
 from vs_sonar_dataset.embed.dedup import ExactDeduper
-from vs_sonar_dataset.engines.ray_dedup import CENTROIDS_FILE
+from vs_sonar_dataset.engines.ray_dedup import CENTROIDS_FILE, EDGE, KEPT_MASKS_DIR, TileEdges, write_kept_mask
 from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.fixtures.vectors import clustered, write_vectors
 
@@ -95,8 +95,32 @@ def test_stopped_part_way_then_resumed(ray_local, vectors, local_pools, tmp_path
     partial = shards.read_manifest(tmp_path / "pool", "pool")
     assert not partial.complete and len(partial.shards) == stop_after
     assert (tmp_path / "pool" / CENTROIDS_FILE).exists() == (stop_after == 4)
+    assert (tmp_path / "pool" / KEPT_MASKS_DIR).is_dir()  # gone once complete (assert_same_pool)
     run_dedup_ray(vectors, tmp_path / "pool", dedup_config("ivf"), actors=2)
     assert_same_pool(local_pools["ivf"], tmp_path / "pool")
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_a_decided_shards_dropped_rows_are_left_out_of_later_tiles(vectors, tmp_path, listed):
+    """Once the driver has written shard 0's kept mask, a tile against shard 0 returns exactly the edges it
+    returned before, less those to the rows the mask drops (run in-process: the actor is a plain class)."""
+    settings = None
+    if listed:  # the ivf rule from row 0 on, with 16 of the rows as centroids
+        np.save(tmp_path / "centroids.npy", clustered(ROWS, DIM)[::75] / 4)
+        settings = {"centroids": str(tmp_path / "centroids.npy"), "nprobe": 2, "first": 0}
+
+    def tile() -> np.ndarray:
+        actor = TileEdges(str(vectors), str(tmp_path), 0.95, "cpu", 1, settings)
+        return np.frombuffer(actor({"rows": np.array([3]), "columns": np.array([0])})["edges"][0], EDGE)
+
+    before = tile()
+    dropped = np.unique(before["b"])[::2]
+    assert len(before) >= 4 and len(dropped) >= 2
+    write_kept_mask(tmp_path, 0, ~np.isin(np.arange(SHARD_ROWS), dropped))
+    after = tile()
+    expected = before[~np.isin(before["b"], dropped)]
+    assert after[["a", "b", "recorded"]].tolist() == expected[["a", "b", "recorded"]].tolist()
+    np.testing.assert_allclose(after["cos"], expected["cos"], rtol=0, atol=1e-6)
 
 
 def test_command_line(vectors, local_pools, tmp_path):
