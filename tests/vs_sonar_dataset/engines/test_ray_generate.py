@@ -91,6 +91,22 @@ def test_same_candidates_as_the_local_engine(ray_local, work, local_candidates):
     assert snapshot(root / "ray") == snapshot(local_candidates)
 
 
+def test_tensor_parallel_inside_an_actor(ray_local, work, local_candidates, tmp_path):
+    """tensor_parallel_size = 2 on CPU: the actor's vLLM runs its two ranks as processes of its own (one core
+    each) and writes the rows, counts and shards of the local engine's one rank."""
+    from vs_sonar_dataset.engines.ray_generate import backend_factory
+    from vs_sonar_dataset.generate.run import run_generate
+
+    _, config = work
+    split = config.model_copy(update={"tensor_parallel_size": 2})
+    summary = run_generate(split, tmp_path / "tp", progress=False, backend_factory=backend_factory())
+    assert summary["status"] == "complete"
+    got, expected = snapshot(tmp_path / "tp"), snapshot(local_candidates)
+    assert got["config"]["generate"]["tensor_parallel_size"] == 2
+    got["config"]["generate"]["tensor_parallel_size"] = 1
+    assert got == expected
+
+
 def test_stopped_after_the_first_shard_then_resumed_with_a_worker_killed(ray_local, work, local_candidates,
                                                                         monkeypatch):
     """Stopped right after its first shard (as Ctrl-C would), then run again while its vLLM worker is killed

@@ -8,7 +8,7 @@ import pytest
 
 from vs_sonar_dataset.errors import UserError
 from vs_sonar_dataset.generate import prompt
-from vs_sonar_dataset.generate.backends import model_revision
+from vs_sonar_dataset.generate.backends import cpu_thread_binding, model_revision
 from vs_sonar_dataset.generate.config import GenerateConfig
 from vs_sonar_dataset.generate.problems import Gsm8kSource
 
@@ -85,3 +85,13 @@ def test_revision_fingerprints_a_local_model_directory(tiny_llama, tmp_path, mon
     config["rms_norm_eps"] = 1e-5
     (copy / "config.json").write_text(json.dumps(config))
     assert model_revision(str(copy), "") != first
+
+
+def test_tensor_parallel_on_cpu_binds_each_rank_to_its_share_of_cores():
+    """vLLM's own binding needs a NUMA node per rank; with fewer, the ranks split the cores evenly."""
+    assert cpu_thread_binding(2, [3, 0, 1, 2, 4], numa_nodes=1) == "0,1,2|3,4"
+    assert cpu_thread_binding(2, [0, 1], numa_nodes=1) == "0|1"
+    assert cpu_thread_binding(2, [0, 1, 2, 3], numa_nodes=2) is None  # vLLM binds by NUMA node itself
+    assert cpu_thread_binding(1, [0, 1], numa_nodes=1) is None
+    with pytest.raises(UserError, match="tensor_parallel_size = 3 on CPU needs as many cores; this process has 2"):
+        cpu_thread_binding(3, [0, 1], numa_nodes=1)
