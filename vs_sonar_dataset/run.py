@@ -18,6 +18,7 @@ half-way with the same settings resumes; one whose settings changed starts over.
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -69,7 +70,7 @@ class Runner:
         self.gsm8k = gsm8k
         self.source_flags: list[str] = []
         self.config_flag = ["--config", str(self.config_path)]
-        self.engine = engine
+        self.engine, self.address = engine, address
         self.engine_flags = engine_flags(engine, address)
 
     def path(self, name: str) -> Path:
@@ -197,9 +198,13 @@ class Runner:
     def run(self) -> bool:
         """Returns True when every stage was already current (the release is up to date)."""
         self.prepare()
+        with contextlib.ExitStack() as ray_instance:
+            return self.run_stages(ray_instance)
+
+    def run_stages(self, ray_instance: contextlib.ExitStack) -> bool:
         self.fixtures()
         ran = []
-        for stage in STAGES:
+        for index, stage in enumerate(STAGES):
             made_from = self.made_from(stage)
             why = self.why_run(stage, made_from)
             if why is None:
@@ -211,6 +216,8 @@ class Runner:
             print(f"stage {stage.name}: running ({why}; log: {self.run_dir / 'logs' / f'{stage.name}.log'})",
                   flush=True)
             self.record(stage.name, status="running", made_from=made_from, log=f"logs/{stage.name}.log")
+            if self.on_ray(stage) and not self.address:
+                self.start_ray(ray_instance)
             seconds = self.execute(stage.name, self.environment(stage), [stage.name, *stage.args(self)],
                                    stage.ok_codes)
             if not self.path(stage.record).is_file():
@@ -220,13 +227,24 @@ class Runner:
             self.record(stage.name, status="done", seconds=round(seconds, 1),
                         output_sha256=sha256_file(self.path(stage.record)))
             ran.append(stage.name)
+            if not any(self.on_ray(later) for later in STAGES[index + 1:]):
+                ray_instance.close()  # its memory (the object store) is free for the stages after it
         return not ran
+
+    def on_ray(self, stage: Stage) -> bool:
+        return self.engine == "ray" and stage.ray_driver is not None and stage.ray_driver(self.config)
 
     def environment(self, stage: Stage) -> str | None:
         """Where the stage's command runs: a Ray driver in the main environment, else the stage's own."""
-        if self.engine == "ray" and stage.ray_driver and stage.ray_driver(self.config):
-            return None
-        return stage.environment(self.config)
+        return None if self.on_ray(stage) else stage.environment(self.config)
+
+    def start_ray(self, ray_instance: contextlib.ExitStack) -> None:
+        """--engine ray without --address: one local Ray instance for every stage on Ray, which their commands
+        join (Ray's own lines: logs/ray.log); it stops after the last of them."""
+        from .engines.ray import require_ray, run_instance
+
+        self.address = ray_instance.enter_context(run_instance(require_ray(), self.run_dir / "logs" / "ray.log"))
+        self.engine_flags = engine_flags(self.engine, self.address)
 
     def remove_output(self, stage: Stage) -> None:
         if stage.name == "build":  # a killed build's work folder goes with it

@@ -218,11 +218,51 @@ def ray_session(ray, address: str | None):
                  log_to_driver=False, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise UserError(f"cannot start or join {where}: {str(e).strip().splitlines()[0]}") from None
+        hint = ""
+        if address and "RAY_AUTH_MODE" not in os.environ:  # Ray sends no token to an address given by hand
+            hint = ("; if the cluster uses token authentication (`ray start --head` turns it on where "
+                    "~/.ray/auth_token exists), set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head's "
+                    "`ray get-auth-token`")
+        raise UserError(f"cannot start or join {where}: {str(e).strip().splitlines()[0]}{hint}") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def output_to(log_path):
+    """This process's stdout and stderr (file descriptors: Ray's C++ lines and the processes it starts too) go
+    to log_path for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(log_path, "ab") as logfile:
+            os.dup2(logfile.fileno(), 1)
+            os.dup2(logfile.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+@contextmanager
+def run_instance(ray, log_path):
+    """A local Ray instance for a whole `vs-sonar run`: yields its address, which each stage's command joins
+    (one that starts its own instance pays Ray's start and stop, about 4 s on 2 cores, each time). Ray's own
+    lines go to log_path, as a stage's do to its log."""
+    with output_to(log_path):
+        session = ray_session(ray, None)
+        session.__enter__()
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        with output_to(log_path):
+            session.__exit__(None, None, None)
 
 
 def actor_environment(python: str) -> dict:
