@@ -195,9 +195,12 @@ def seen_ids(out_dir: Path, shards_done: int) -> set[str]:
     return seen
 
 
-def remaining_texts(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike, chunk_rows: int) -> list[list]:
-    """The new texts of each chunk a run of this output still encodes ([] once it is complete), found without
-    opening it: the ray engine plans its pipeline before it has the encoder's description that opening needs."""
+def remaining_chunks(candidates_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                     chunk_rows: int) -> list[tuple[int, int, list[int]]]:
+    """Each chunk a run of this output still encodes, as (its first candidate row, its rows, the positions of
+    its repeated texts), [] once the output is complete: where its new texts are, for whoever reads them. Found
+    without opening the output (the ray engine plans its pipeline before it has the encoder's description that
+    opening needs) and without keeping a text (its actors read their chunk's texts themselves)."""
     out_dir = Path(out_dir)
     done_rows, seen = 0, set()
     if (out_dir / shards.MANIFEST).is_file():
@@ -207,7 +210,8 @@ def remaining_texts(candidates_dir: str | os.PathLike, out_dir: str | os.PathLik
         done_rows, seen = manifest.stats.get("input_rows_done", 0), seen_ids(out_dir, len(manifest.shards))
     text_column = shards.read_manifest(candidates_dir, "candidates").text_column
     plan = EmbedRun(out_dir, Path(candidates_dir), None, None, text_column, {"input_rows_done": done_rows}, seen, 0)
-    return [chunk.texts for chunk in iter_chunks(plan, chunk_rows)]
+    return [(chunk.start, chunk.table.num_rows, sorted(set(range(chunk.table.num_rows)) - set(chunk.fresh)))
+            for chunk in iter_chunks(plan, chunk_rows)]
 
 
 def iter_chunks(run: EmbedRun, chunk_rows: int):

@@ -1,13 +1,15 @@
 """The embed stage on Ray Data: the same chunks, drops, shards and manifest as the local engine, with the
 encoding done by a pool of encoder actors that run in the embed environment.
 
-The driver (any environment with Ray, pyarrow and this package; no torch needed) finds each chunk's new texts
-still to encode (embed/stage.py: resume, repeated texts), hands them to Ray Data one chunk per row, opens the
-output as the local engine does once the first vectors bring the encoder's description (so the model loads in
-the actors only), and writes the returned vectors as shards in chunk order. Each actor call encodes one whole
-chunk with the local engine's own batching (encode_texts), so the vectors are those the local engine computes.
+The driver (any environment with Ray, pyarrow and this package; no torch needed) finds where each chunk's new
+texts still to encode are (embed/stage.py: resume, repeated texts), hands that to Ray Data one chunk per row,
+opens the output as the local engine does once the first vectors bring the encoder's description (so the model
+loads in the actors only), and writes the returned vectors as shards in chunk order. Each actor call reads its
+chunk's texts from the candidates folder and encodes them with the local engine's own batching (encode_texts),
+so the vectors are those the local engine computes; the texts of the chunks to come wait on disk, not in the
+driver's memory or Ray's object store.
 
-Only plain data crosses between environments (str lists in, float32 numpy out): a torch object pickled in one
+Only plain data crosses between environments (numbers in, float32 numpy out): a torch object pickled in one
 environment does not unpickle in another. Every wait that Ray could stretch forever (a worker whose python
 cannot start, an actor asking for resources no node has) has a time limit.
 """
@@ -23,10 +25,13 @@ import subprocess
 import sys
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from ..embed.stage import (dropped_count, finish_embed, iter_chunks, open_embed, progress_bar, remaining_texts,
+from .. import shards
+from ..embed.stage import (dropped_count, finish_embed, iter_chunks, open_embed, progress_bar, remaining_chunks,
                            write_chunk)
 from ..envs import REPO_ROOT, stage_python
 from ..errors import UserError
@@ -123,18 +128,48 @@ def describe_encoder(config_values: dict) -> dict:
     return encoder_summary(_load_encoder(config_values)[1])
 
 
+class CandidateTexts:
+    """The texts of candidate rows, read where an actor runs from the candidates folder (on a cluster: storage
+    every node mounts at the same path), keeping the shard last read: consecutive chunks share shards."""
+
+    def __init__(self, candidates_dir: str):
+        manifest = shards.read_manifest(candidates_dir, "candidates")
+        self.dir, self.text_column = Path(candidates_dir), manifest.text_column
+        self.files = [s["file"] for s in manifest.shards]
+        self.offsets = np.cumsum([0] + [s["rows"] for s in manifest.shards])
+        self.last: tuple[int, list] | None = None
+
+    def read(self, start: int, rows: int, repeated: np.ndarray) -> list[str]:
+        """Rows start..start+rows-1, less the chunk positions `repeated`, in order."""
+        texts = []
+        keep = np.setdiff1d(np.arange(rows), repeated) + start
+        for index in np.unique(np.searchsorted(self.offsets, keep, side="right") - 1).tolist():
+            if self.last is None or self.last[0] != index:
+                path = self.dir / self.files[index]
+                if not path.is_file():
+                    raise UserError(f"an encoder worker cannot read {path}: on a cluster the run folder must be on "
+                                    "storage every node mounts at the same path")
+                self.last = (index, pq.read_table(path, columns=[self.text_column]).column(0).to_pylist())
+            lo, hi = self.offsets[index], self.offsets[index + 1]
+            texts += [self.last[1][i - lo] for i in keep[(keep >= lo) & (keep < hi)].tolist()]
+        return texts
+
+
 class ChunkEncoder:
-    """A Ray Data actor in the embed environment: one batch is one chunk's texts (a single row), encoded with
-    the local engine's token-budget batching; one output row per text. Each call's first row also carries the
-    encoder_summary (as JSON), which the driver needs before it writes anything.
+    """A Ray Data actor in the embed environment: one batch is one chunk (a single row: where its new texts
+    are), whose texts it reads from the candidates folder and encodes with the local engine's token-budget
+    batching; one output row per text. Each call's first row also carries the encoder_summary (as JSON), which
+    the driver needs before it writes anything. (The driver sends positions, not texts: its memory and Ray's
+    object store then hold no text of the chunks still to come.)
 
     A user mistake met while loading (a model folder that is not there) is raised by the first call: Ray keeps
     an error raised in a constructor as text only, and restarts the actor meanwhile, printing the traceback each
     time, while a call's error reaches the driver as itself, once."""
 
-    def __init__(self, config_values: dict, threads: int):
+    def __init__(self, config_values: dict, threads: int, candidates_dir: str):
         self.load_error = None
         try:
+            self.candidates = CandidateTexts(candidates_dir)
             self.config, self.encoder = _load_encoder(config_values)
         except UserError as e:  # raised by the first call instead (see the class docstring)
             self.load_error = e
@@ -150,7 +185,8 @@ class ChunkEncoder:
 
         if self.load_error is not None:
             raise self.load_error
-        texts = [str(t) for row in batch["texts"] for t in row]
+        texts = [text for start, rows, repeated in zip(batch["start"], batch["rows"], batch["repeated"])
+                 for text in self.candidates.read(int(start), int(rows), np.frombuffer(repeated, np.int64))]
         tokens = self.encoder.token_lengths(texts)
         vectors = encode_texts(self.encoder, texts, self.config, tokens)
         return {"vector": np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), self.encoder.dim),
@@ -341,14 +377,18 @@ def run_embed_ray(candidates_dir, out_dir, config, *, address: str | None = None
         # the pipeline starts before the output is opened (which needs the encoder's description): the actors
         # send the description with their first vectors, so the model loads in them only
         # (a chunk with no new text is written without a trip through Ray)
-        items = [{"texts": t} for t in remaining_texts(candidates_dir, out_dir, config.chunk_rows) if t]
+        items = [{"start": start, "rows": rows, "repeated": np.array(repeated, np.int64).tobytes()}
+                 for start, rows, repeated in remaining_chunks(candidates_dir, out_dir, config.chunk_rows)
+                 if len(repeated) < rows]
         actors, threads = pool_size(ray, resources, actors)
         rows, buffer = iter(()), []
         try:
             if items:
                 log.info("ray engine: %d chunks to encode by %d actor(s), %s", len(items), actors,
                          "one GPU each" if resources["num_gpus"] else f"{threads} CPU thread(s) each")
-                rows = _vector_rows(_pipeline(ray, items, values, runtime_env, resources, actors, threads))
+                constructor = {"config_values": values, "threads": threads,
+                               "candidates_dir": str(Path(candidates_dir).resolve())}
+                rows = _vector_rows(_pipeline(ray, items, constructor, runtime_env, resources, actors))
                 first = next(rows, None)
                 if first is None:
                     raise RuntimeError("the Ray pipeline ended before its first vectors")
@@ -409,10 +449,10 @@ def ordered_quiet_context() -> None:
     log_once("ray_data_progress_manager_disabled")  # marks as said Ray's note that its progress bars are off
 
 
-def _pipeline(ray, items: list, values: dict, runtime_env: dict, resources: dict, actors: int, threads: int):
+def _pipeline(ray, items: list, constructor: dict, runtime_env: dict, resources: dict, actors: int):
     """One row per chunk in, one row per new text out, in order, through `actors` ChunkEncoder actors."""
     ordered_quiet_context()
     return ray.data.from_items(items).map_batches(
         ChunkEncoder, batch_size=1, batch_format="numpy", compute=actor_pool(ray, actors),
-        fn_constructor_kwargs={"config_values": values, "threads": threads}, runtime_env=runtime_env,
-        ray_remote_args_fn=bounded_retries, **resources)
+        fn_constructor_kwargs=constructor, runtime_env=runtime_env, ray_remote_args_fn=bounded_retries,
+        **resources)

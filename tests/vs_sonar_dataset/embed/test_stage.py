@@ -276,9 +276,9 @@ def test_chunk_of_only_repeated_ids(tmp_path, tiny_sonar, encoder, train_texts):
     assert [s["rows"] for s in manifest.shards] == [4, 0, 2]  # the all-duplicate chunk still checkpoints
 
 
-def test_remaining_texts_are_what_the_run_still_encodes(tmp_path, tiny_sonar, encoder, train_texts, monkeypatch):
-    """What the ray engine plans before it opens the output (it has no encoder description yet): each chunk's
-    new texts, on a fresh output, after a stop at the first shard, and none once complete."""
+def test_remaining_chunks_are_what_the_run_still_encodes(tmp_path, tiny_sonar, encoder, train_texts, monkeypatch):
+    """What the ray engine plans before it opens the output (it has no encoder description yet): where each
+    chunk's new texts are, on a fresh output, after a stop at the first shard, and nothing once complete."""
     from vs_sonar_dataset.embed import stage
 
     texts = train_texts[:6] + [t.lower() for t in train_texts[:3]] + train_texts[6:9]  # repeats in a later chunk
@@ -286,15 +286,15 @@ def test_remaining_texts_are_what_the_run_still_encodes(tmp_path, tiny_sonar, en
     embed, _ = config(tiny_sonar, chunk_rows=4)
     seen, expected = set(), []
     for start in range(0, len(texts), 4):
-        new = [t for t in texts[start:start + 4] if text_id(t) not in seen]
-        seen.update(text_id(t) for t in new)
-        expected.append(new)
-    assert [len(new) for new in expected] == [4, 2, 3]  # the second chunk repeats two earlier texts
+        rows = texts[start:start + 4]
+        expected.append((start, len(rows), [p for p, t in enumerate(rows) if text_id(t) in seen]))
+        seen.update(text_id(t) for t in rows)
+    assert expected == [(0, 4, []), (4, 4, [2, 3]), (8, 4, [0])]  # the later chunks repeat earlier texts
     out = tmp_path / "vectors"
-    assert stage.remaining_texts(cands, out, 4) == expected
+    assert stage.remaining_chunks(cands, out, 4) == expected
 
     with interrupted_after(monkeypatch, stage, "write_chunk"):
         embed_stage(cands, out, embed, encoder)
-    assert stage.remaining_texts(cands, out, 4) == expected[1:]
+    assert stage.remaining_chunks(cands, out, 4) == expected[1:]
     embed_stage(cands, out, embed, encoder)
-    assert stage.remaining_texts(cands, out, 4) == []
+    assert stage.remaining_chunks(cands, out, 4) == []

@@ -155,6 +155,20 @@ def test_a_model_folder_that_is_not_there_is_one_line(ray_local, work, tmp_path)
     assert not (tmp_path / "vectors").exists()
 
 
+def test_an_actor_reads_its_chunks_new_texts_across_shards(tmp_path):
+    """The driver sends where a chunk's new texts are; the actor reads them from the candidate shards (here a
+    chunk that spans two shards of 10 rows, less two repeated texts, then the last, shorter chunk)."""
+    from vs_sonar_dataset.engines.ray import CandidateTexts
+
+    texts = [f"Step {i}: add the two numbers." for i in range(25)]
+    reader = CandidateTexts(str(write_candidates(tmp_path / "cands", texts, rows_per_shard=10)))
+    assert reader.read(8, 6, np.array([1, 4])) == [texts[8], texts[10], texts[11], texts[13]]
+    assert reader.read(20, 5, np.array([], np.int64)) == texts[20:]
+    with pytest.raises(UserError, match="storage every node mounts"):
+        (tmp_path / "cands" / "shard-00000.parquet").unlink()
+        CandidateTexts(str(tmp_path / "cands")).read(0, 4, np.array([], np.int64))
+
+
 def test_command_line_errors(work, tmp_path):
     """`vs-sonar embed --engine ray`: a Ray head nobody listens on fails in seconds, and --address needs the
     ray engine; each a one-line error with exit status 2."""
