@@ -243,6 +243,8 @@ class Runner:
         join (Ray's own lines: logs/ray.log); it stops after the last of them."""
         from .engines.ray import require_ray, run_instance
 
+        ray_instance.callback(setattr, self, "engine_flags", self.engine_flags)  # once it stops: no address again
+        ray_instance.callback(setattr, self, "address", self.address)
         self.address = ray_instance.enter_context(run_instance(require_ray(), self.run_dir / "logs" / "ray.log"))
         self.engine_flags = engine_flags(self.engine, self.address)
 

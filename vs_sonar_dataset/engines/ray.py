@@ -294,11 +294,16 @@ def run_instance(ray, log_path):
     with output_to(log_path):
         session = ray_session(ray, None)
         session.__enter__()
+    address = ray.get_runtime_context().gcs_address
     try:
-        yield ray.get_runtime_context().gcs_address
+        with open(log_path, "a") as log:  # Ray may print nothing: the log still says where the instance was
+            log.write(f"=== local Ray instance at {address}, for the run's stages on Ray\n")
+        yield address
     finally:
         with output_to(log_path):
             session.__exit__(None, None, None)
+        with open(log_path, "a") as log:
+            log.write(f"=== stopped the Ray instance at {address}\n")
 
 
 def actor_environment(python: str) -> dict:

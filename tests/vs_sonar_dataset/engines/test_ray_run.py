@@ -1,6 +1,6 @@
 """`vs-sonar run --engine ray` on the preference demo (the real all-MiniLM-L6-v2, 298 prompts), against the same
 command on the local engine: the same release, byte for byte; one local Ray instance for every stage on Ray,
-stopped after the last of them; none of Ray's lines on the console.
+not left running; none of Ray's lines on the console.
 
 Needs Ray in the main and embed environments (scripts/setup.sh --ray); skipped otherwise. About two minutes.
 """
@@ -48,7 +48,9 @@ def test_a_run_on_ray_makes_the_local_release(tmp_path):
     joined = [line.split("--address ")[1].split()[0] for stage in ("embed", "dedup")
               for line in commands(tmp_path / "run", stage)]
     assert len(joined) == 2 and len(set(joined)) == 1, joined
-    assert "Token authentication" in (tmp_path / "run" / "logs" / "ray.log").read_text()
+    ray_log = (tmp_path / "run" / "logs" / "ray.log").read_text()
+    assert f"=== local Ray instance at {joined[0]}" in ray_log
+    assert f"=== stopped the Ray instance at {joined[0]}" in ray_log
     console = on_ray.stdout + on_ray.stderr
     assert not [line for line in console.splitlines() if "Token authentication" in line or ".py:" in line
                 or ".cc:" in line], console  # Ray's log lines name their source file
