@@ -5,6 +5,7 @@ RUN_DIR/
     config.toml          the configuration, with {run_dir} resolved (a later call may bring an edited one)
     run.json             each stage's status, seconds, log, and what its output was made from
     logs/{stage}.log     everything the stage printed
+    logs/ray.log         Ray's lines, when the run starts its own Ray instance (--engine ray without --address)
     fixtures/            models built locally when [run] fixtures asks for them, before the first stage
     candidates/          the source's shards + manifest
     vectors/             embed's shards + manifest (every candidate's vector)
@@ -32,6 +33,7 @@ from pathlib import Path
 from .config import config_of, parse_document, table_digest
 from .console import StageConsole
 from .engines import add_engine_arguments, check_engine_arguments, engine_flags
+from .engines.ray_instance import RunInstance
 from .envs import REPO_ROOT, python_for
 from .errors import CHECKS_FAILED_EXIT, UserError
 from .outputs import check_output_dir
@@ -72,6 +74,7 @@ class Runner:
         self.config_flag = ["--config", str(self.config_path)]
         self.engine, self.address = engine, address
         self.engine_flags = engine_flags(engine, address)
+        self.ray_instance = None  # the run's own local Ray instance (--engine ray without --address)
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
@@ -198,10 +201,10 @@ class Runner:
     def run(self) -> bool:
         """Returns True when every stage was already current (the release is up to date)."""
         self.prepare()
-        with contextlib.ExitStack() as ray_instance:
-            return self.run_stages(ray_instance)
+        with contextlib.ExitStack() as stop_at_exit:
+            return self.run_stages(stop_at_exit)
 
-    def run_stages(self, ray_instance: contextlib.ExitStack) -> bool:
+    def run_stages(self, stop_at_exit: contextlib.ExitStack) -> bool:
         self.fixtures()
         ran = []
         for index, stage in enumerate(STAGES):
@@ -216,8 +219,10 @@ class Runner:
             print(f"stage {stage.name}: running ({why}; log: {self.run_dir / 'logs' / f'{stage.name}.log'})",
                   flush=True)
             self.record(stage.name, status="running", made_from=made_from, log=f"logs/{stage.name}.log")
-            if self.on_ray(stage) and not self.address:
-                self.start_ray(ray_instance)
+            if self.needs_ray_instance(STAGES[index:]):
+                self.ray_instance = stop_at_exit.enter_context(RunInstance(self.run_dir / "logs" / "ray.log"))
+            if self.on_ray(stage) and self.ray_instance:  # it joins the instance (waits until it has started)
+                self.engine_flags = engine_flags(self.engine, self.ray_instance.address())
             seconds = self.execute(stage.name, self.environment(stage), [stage.name, *stage.args(self)],
                                    stage.ok_codes)
             if not self.path(stage.record).is_file():
@@ -227,9 +232,14 @@ class Runner:
             self.record(stage.name, status="done", seconds=round(seconds, 1),
                         output_sha256=sha256_file(self.path(stage.record)))
             ran.append(stage.name)
-            if not any(self.on_ray(later) for later in STAGES[index + 1:]):
-                ray_instance.close()  # its memory (the object store) is free for the stages after it
+            if self.ray_instance and not any(self.on_ray(later) for later in STAGES[index + 1:]):
+                self.ray_instance.stop()  # its memory (the object store) is free for the stages after it
         return not ran
+
+    def needs_ray_instance(self, stages: list[Stage]) -> bool:
+        """Start the run's own Ray instance (in the background) when the first stage that runs comes: this one
+        or a later one is on Ray, and no --address was given."""
+        return self.ray_instance is None and not self.address and any(self.on_ray(s) for s in stages)
 
     def on_ray(self, stage: Stage) -> bool:
         return self.engine == "ray" and stage.ray_driver is not None and stage.ray_driver(self.config)
@@ -237,16 +247,6 @@ class Runner:
     def environment(self, stage: Stage) -> str | None:
         """Where the stage's command runs: a Ray driver in the main environment, else the stage's own."""
         return None if self.on_ray(stage) else stage.environment(self.config)
-
-    def start_ray(self, ray_instance: contextlib.ExitStack) -> None:
-        """--engine ray without --address: one local Ray instance for every stage on Ray, which their commands
-        join (Ray's own lines: logs/ray.log); it stops after the last of them."""
-        from .engines.ray import require_ray, run_instance
-
-        ray_instance.callback(setattr, self, "engine_flags", self.engine_flags)  # once it stops: no address again
-        ray_instance.callback(setattr, self, "address", self.address)
-        self.address = ray_instance.enter_context(run_instance(require_ray(), self.run_dir / "logs" / "ray.log"))
-        self.engine_flags = engine_flags(self.engine, self.address)
 
     def remove_output(self, stage: Stage) -> None:
         if stage.name == "build":  # a killed build's work folder goes with it

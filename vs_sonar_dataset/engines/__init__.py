@@ -11,7 +11,8 @@ ENGINES = ("local", "ray")
 def add_engine_arguments(parser) -> None:
     parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="where the work runs (the vs_gsm8k source's LLM, the encoder, dedup's products): in "
-                        "this process (local) or on Ray Data (ray: needs scripts/setup.sh --ray); both write the same files")
+                        "this process (local) or on Ray Data (ray: needs scripts/setup.sh --ray); both write the "
+                        "same files")
     parser.add_argument("--address", metavar="ADDR", default=None,
                         help="--engine ray: the Ray cluster to join (host:port of `ray start --head`); "
                         "unset: a local Ray instance on this machine's CPUs")

@@ -44,6 +44,7 @@ SETUP_HINT = "run scripts/setup.sh --ray"
 START_TIMEOUT_S = float(os.environ.get("VS_SONAR_RAY_START_TIMEOUT", "600"))
 PROBE_TIMEOUT_S = 120  # an environment's `import ray, pandas, pyarrow`
 CONNECT_TIMEOUT_S = 10  # the Ray head's port
+CHECKED_ENVIRONMENTS = "VS_SONAR_RAY_CHECKED"  # python=ray version of each environment checked (check_environment)
 CPUS_PER_ACTOR = 0.5  # fractional: two pools at 1 CPU each on a 2-CPU machine wait for each other forever
 RETRIES = 3  # restarts of an actor whose process died, and sends of the batch it held
 # the last line of a traceback that ended in one of our one-line errors
@@ -68,7 +69,11 @@ def require_ray():
 
 def check_environment(python: str, stage: str, version: str) -> None:
     """The stage's python imports the driver's Ray version, pandas and pyarrow. A worker that cannot makes
-    Ray wait forever rather than fail, so this is checked here first (on this machine)."""
+    Ray wait forever rather than fail, so this is checked here first (on this machine). A check passed is noted
+    in this process's environment: the stage commands of a `vs-sonar run` do not repeat the run's (about 1 s)."""
+    passed = f"{python}={version}"
+    if passed in os.environ.get(CHECKED_ENVIRONMENTS, "").split(os.pathsep):
+        return
     probe = "import ray, pandas, pyarrow; print(ray.__version__)"
     try:
         done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
@@ -86,6 +91,7 @@ def check_environment(python: str, stage: str, version: str) -> None:
     if found != version:
         raise UserError(f"--engine ray: the {stage} environment has ray {found}, this one {version}; "
                         f"every environment needs the same version: {SETUP_HINT}")
+    os.environ[CHECKED_ENVIRONMENTS] = os.pathsep.join(filter(None, (os.environ.get(CHECKED_ENVIRONMENTS), passed)))
 
 
 def preflight(python: str | None = None, stage: str = "embed"):
@@ -249,6 +255,9 @@ def ray_session(ray, address: str | None):
         check_reachable(address)
     else:  # Ray starts its workers at nice 15, behind the driver and its own processes: here they do the work
         os.environ.setdefault("RAY_worker_niceness", "0")
+        # a local instance's notice that it uses the token it found, on every command's console: not news
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            lambda record: not record.getMessage().startswith("Token authentication is enabled"))
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False, configure_logging=True)
@@ -264,46 +273,6 @@ def ray_session(ray, address: str | None):
         yield
     finally:
         ray.shutdown()
-
-
-@contextmanager
-def output_to(log_path):
-    """This process's stdout and stderr (file descriptors: Ray's C++ lines and the processes it starts too) go
-    to log_path for the block."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with open(log_path, "ab") as logfile:
-            os.dup2(logfile.fileno(), 1)
-            os.dup2(logfile.fileno(), 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-
-
-@contextmanager
-def run_instance(ray, log_path):
-    """A local Ray instance for a whole `vs-sonar run`: yields its address, which each stage's command joins
-    (one that starts its own instance pays Ray's start and stop, about 4 s on 2 cores, each time). Ray's own
-    lines go to log_path, as a stage's do to its log."""
-    with output_to(log_path):
-        session = ray_session(ray, None)
-        session.__enter__()
-    address = ray.get_runtime_context().gcs_address
-    try:
-        with open(log_path, "a") as log:  # Ray may print nothing: the log still says where the instance was
-            log.write(f"=== local Ray instance at {address}, for the run's stages on Ray\n")
-        yield address
-    finally:
-        with output_to(log_path):
-            session.__exit__(None, None, None)
-        with open(log_path, "a") as log:
-            log.write(f"=== stopped the Ray instance at {address}\n")
 
 
 def actor_environment(python: str) -> dict:

@@ -185,3 +185,23 @@ def test_command_line_errors(work, tmp_path):
         last = done.stderr.strip().splitlines()[-1]
         assert done.returncode == 2 and message in last and last.startswith("vs-sonar embed: error:"), done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_an_environment_checked_once_is_not_probed_again(tmp_path, monkeypatch):
+    """The stage commands of a `vs-sonar run` skip the probe the run made (noted in the environment they
+    inherit); a probe that failed is not noted."""
+    from vs_sonar_dataset.engines.ray import CHECKED_ENVIRONMENTS, check_environment
+
+    monkeypatch.delenv(CHECKED_ENVIRONMENTS, raising=False)
+    calls = tmp_path / "calls"
+    python = tmp_path / "python"  # answers the probe with a Ray version and counts its calls
+    python.write_text(f"#!/bin/sh\necho probed >> {calls}\necho 9.9.9\n")
+    python.chmod(0o755)
+    with pytest.raises(UserError, match="has ray 9.9.9, this one 1.0.0"):
+        check_environment(str(python), "embed", "1.0.0")
+    check_environment(str(python), "embed", "9.9.9")
+    check_environment(str(python), "embed", "9.9.9")
+    assert calls.read_text().split() == ["probed", "probed"]
+    child = subprocess.run([sys.executable, "-c", "from vs_sonar_dataset.engines.ray import check_environment;"
+                            f"check_environment({str(python)!r}, 'embed', '9.9.9')"], cwd=REPO_ROOT)
+    assert child.returncode == 0 and calls.read_text().split() == ["probed", "probed"]
