@@ -251,10 +251,16 @@ def ray_session(ray, address: str | None):
     if ray.is_initialized():
         yield
         return
+    # no usage reports (the pipeline runs offline; Ray Data would also start an actor process to collect them)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         check_reachable(address)
     else:  # Ray starts its workers at nice 15, behind the driver and its own processes: here they do the work
         os.environ.setdefault("RAY_worker_niceness", "0")
+        # nor does it start idle workers of this environment for each driver: the work runs in actors of the
+        # stage environments, and on few cores their start-up slows the model's loading
+        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+        os.environ.setdefault("RAY_enable_worker_prestart", "0")
         # a local instance's notice that it uses the token it found, on every command's console: not news
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             lambda record: not record.getMessage().startswith("Token authentication is enabled"))

@@ -3,10 +3,12 @@
 
 It lives in a process of its own (`python -m vs_sonar_dataset.engines.ray_instance`), so that it starts while
 the stages before the first on Ray run and stops while those after the last run, and Ray's lines go to the
-run's logs/ray.log, not the console. The process answers the instance's address on its stdout, then holds the
-instance until its stdin closes: when the run stops it, or ends in any way (a killed run closes it too).
+run's logs/ray.log, not the console. The process answers the instance's address on its stdout (and the
+authentication mode Ray chose, which the stage commands need to join it), then holds the instance until its stdin
+closes: when the run stops it, or ends in any way (a killed run closes it too).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +16,9 @@ import sys
 from ..errors import UserError
 
 STOP_TIMEOUT_S = 60
+# Ray turns token authentication on for a local instance where ~/.ray/auth_token exists, in the starting process's
+# environment only; a process that joins by address without it is refused
+AUTH_MODE = "RAY_AUTH_MODE"
 
 
 class RunInstance:
@@ -25,14 +30,17 @@ class RunInstance:
         self._address: str | None = None
 
     def address(self) -> str:
-        """The instance's address, once it has started."""
+        """The instance's address, once it has started. From then on, the processes this one starts have the
+        settings they need to join it."""
         if self._address is None:
             line = self.process.stdout.readline().decode().strip()
             if not line:
                 self.process.wait()
                 raise UserError(f"could not start a local Ray instance: {last_line(self.log_path)}; see "
                                 f"{self.log_path}")
-            self._address = line
+            answer = json.loads(line)
+            os.environ.update(answer["join_env"])
+            self._address = answer["address"]
         return self._address
 
     def stop(self) -> None:
@@ -74,7 +82,8 @@ def serve() -> int:
         with ray_session(ray, None):
             address = ray.get_runtime_context().gcs_address
             print(f"=== local Ray instance at {address}, for the run's stages on Ray", file=sys.stderr, flush=True)
-            answer.write(address + "\n")
+            join_env = {AUTH_MODE: os.environ[AUTH_MODE]} if AUTH_MODE in os.environ else {}
+            answer.write(json.dumps({"address": address, "join_env": join_env}) + "\n")
             answer.flush()
             sys.stdin.buffer.read()
         print(f"=== stopped the Ray instance at {address}", file=sys.stderr, flush=True)

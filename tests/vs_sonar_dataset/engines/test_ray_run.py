@@ -5,10 +5,12 @@ not left running; none of Ray's lines on the console.
 Needs Ray in the main and embed environments (scripts/setup.sh --ray); skipped otherwise. About two minutes.
 """
 
+import os
 import socket
 import subprocess
 import sys
 
+from vs_sonar_dataset.engines.ray_instance import AUTH_MODE
 from vs_sonar_dataset.envs import REPO_ROOT
 
 from .conftest import needs_ray_and_embed
@@ -19,8 +21,9 @@ CONFIG = REPO_ROOT / "configs" / "demo_preference.toml"
 
 
 def run(out, *flags) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != AUTH_MODE}  # as a user's shell (no other test's Ray)
     done = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "run", str(CONFIG), "--out", str(out),
-                           *flags], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+                           *flags], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 
