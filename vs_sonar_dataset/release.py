@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from . import __version__
 from .background import OrderedBackground
-from .derived import derive
 from .errors import UserError
 from .outputs import check_output_dir
 from .schema import embedding_matrix
@@ -167,6 +166,8 @@ def _write_release(work: Path, pool_dir: Path, pool, plan, header: dict, rows_pe
                     current += 1
     for w in writers.values():
         w.close()
+
+    from .derived import derive  # here: it needs torch, which every command that imports this module would load
 
     data_files = {c: {s: w.files for (c2, s), w in writers.items() if c2 == c} for c in plan.configs}
     derived = derive(work, {"configs": plan.configs, "data_files": data_files, "text_column": pool.text_column},

@@ -35,7 +35,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow.dataset import ParquetFragmentScanOptions
 
-from . import derived
 from .background import prefetched
 from .card import CARD
 from .digests import add_row_digests, row_digests
@@ -260,6 +259,8 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
             del ds
         _check_nesting(manifest, ids, report)
         broken = {c for c, splits in manifest["data_files"].items() for f in sum(splits.values(), []) if f in damaged}
+        from . import derived  # here: it needs torch, which every command that imports this module would load
+
         for name, passed, detail in derived.check(release, manifest, skip=broken):
             report.add(name, passed, detail)
         _check_stats_config(release, manifest, stored_stats, cache_dir, report)

@@ -27,6 +27,18 @@ def test_each_command_explains_itself(command):
     assert result.returncode == 0 and "usage: vs-sonar " + command in result.stdout
 
 
+@pytest.mark.parametrize("command", ["embed", "dedup", "run"])
+def test_a_command_that_drives_other_environments_does_not_load_torch(command):
+    """The `vs-sonar` process that hands a stage to another environment or drives it on Ray starts in a fraction
+    of a second: importing torch here (for what the release build alone needs) cost every such command 1.2 s."""
+    probe = (f"import sys; sys.argv = ['vs-sonar', {command!r}, '--help']\n"
+             "from vs_sonar_dataset import cli\n"
+             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr[-2000:]
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path):
     cases = [
         (["build", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")], "no manifest"),
