@@ -205,6 +205,8 @@ class Runner:
             return self.run_stages(stop_at_exit)
 
     def run_stages(self, stop_at_exit: contextlib.ExitStack) -> bool:
+        # a stage on Ray with work to do: the instance starts now, while the fixtures and earlier stages run
+        self.start_ray_instance(stop_at_exit, [s for s in STAGES if self.why_run(s, self.made_from(s))])
         self.fixtures()
         ran = []
         for index, stage in enumerate(STAGES):
@@ -219,8 +221,7 @@ class Runner:
             print(f"stage {stage.name}: running ({why}; log: {self.run_dir / 'logs' / f'{stage.name}.log'})",
                   flush=True)
             self.record(stage.name, status="running", made_from=made_from, log=f"logs/{stage.name}.log")
-            if self.needs_ray_instance(STAGES[index:]):
-                self.ray_instance = stop_at_exit.enter_context(RunInstance(self.run_dir / "logs" / "ray.log"))
+            self.start_ray_instance(stop_at_exit, STAGES[index:])  # a stage on Ray that was current may run now
             if self.on_ray(stage) and self.ray_instance:  # it joins the instance (waits until it has started)
                 self.engine_flags = engine_flags(self.engine, self.ray_instance.address())
             seconds = self.execute(stage.name, self.environment(stage), [stage.name, *stage.args(self)],
@@ -236,10 +237,11 @@ class Runner:
                 self.ray_instance.stop()  # its memory (the object store) is free for the stages after it
         return not ran
 
-    def needs_ray_instance(self, stages: list[Stage]) -> bool:
-        """Start the run's own Ray instance (in the background) when the first stage that runs comes: this one
-        or a later one is on Ray, and no --address was given."""
-        return self.ray_instance is None and not self.address and any(self.on_ray(s) for s in stages)
+    def start_ray_instance(self, stop_at_exit: contextlib.ExitStack, stages) -> None:
+        """Start the run's own Ray instance (in the background) if one of `stages` is on Ray, no --address was
+        given and none is running."""
+        if self.ray_instance is None and not self.address and any(self.on_ray(s) for s in stages):
+            self.ray_instance = stop_at_exit.enter_context(RunInstance(self.run_dir / "logs" / "ray.log"))
 
     def on_ray(self, stage: Stage) -> bool:
         return self.engine == "ray" and stage.ray_driver is not None and stage.ray_driver(self.config)
