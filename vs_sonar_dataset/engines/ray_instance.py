@@ -36,7 +36,7 @@ class RunInstance:
             line = self.process.stdout.readline().decode().strip()
             if not line:
                 self.process.wait()
-                raise UserError(f"could not start a local Ray instance: {last_line(self.log_path)}; see "
+                raise UserError(f"the run's Ray instance did not start: {last_line(self.log_path)}; see "
                                 f"{self.log_path}")
             answer = json.loads(line)
             os.environ.update(answer["join_env"])
