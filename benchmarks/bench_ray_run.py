@@ -1,9 +1,9 @@
 """A whole pipeline run on the local engine and on the ray engine (a local Ray instance), the same config: wall time
 of `vs-sonar run` as a user runs it, each stage's seconds from the run's own record (run.json), and the ratios.
 The target is ray / local <= 1.3 on one machine. The stages without a ray engine (build, verify, ...) run the
-same code in both. The run starts one local Ray instance as its first stage with work begins: what of its start
-the stages before the first on Ray do not hide is in the whole run's time, not in a stage's. Both runs use the
-same folder (the manifests record the model's path in it).
+same code in both. The run starts one local Ray instance as it begins: what of its start the fixtures and the
+stages before the first on Ray do not hide is in the whole run's time, not in a stage's. Both runs use the same
+folder (the manifests record the model's path in it).
 
 Run it from the main environment, with Ray in every environment (scripts/setup.sh --ray):
 
