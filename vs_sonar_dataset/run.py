@@ -206,7 +206,9 @@ class Runner:
 
     def run_stages(self, stop_at_exit: contextlib.ExitStack) -> bool:
         # a stage on Ray with work to do: the instance starts now, while the fixtures and earlier stages run
-        self.start_ray_instance(stop_at_exit, [s for s in STAGES if self.why_run(s, self.made_from(s))])
+        # (only the stages on Ray are asked: verify's answer reads the release's files, and the loop asks again)
+        on_ray_with_work = [s for s in STAGES if self.on_ray(s) and self.why_run(s, self.made_from(s))]
+        self.start_ray_instance(stop_at_exit, on_ray_with_work)
         self.fixtures()
         ran = []
         for index, stage in enumerate(STAGES):
