@@ -2,6 +2,7 @@
 the mark that skips a test where Ray is missing here or in the embed environment."""
 
 import importlib.util
+import socket
 import subprocess
 
 import pytest
@@ -21,6 +22,16 @@ def _embed_env_has_ray() -> bool:
 needs_ray_and_embed = [pytest.mark.ray,
                        pytest.mark.skipif(importlib.util.find_spec("ray") is None or not _embed_env_has_ray(),
                                           reason="needs Ray here and in the embed environment (scripts/setup.sh --ray)")]
+
+
+def answers(address: str) -> bool:
+    """Whether something listens at host:port (a Ray instance's address)."""
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        return True
+    except ConnectionRefusedError:
+        return False
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ log, and stops when told to or when the run that started it ends in any way (a S
 behind)."""
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,10 @@ import pytest
 from vs_sonar_dataset.engines.ray_instance import AUTH_MODE, RunInstance
 from vs_sonar_dataset.envs import REPO_ROOT
 
+from .conftest import answers
+
 pytestmark = [pytest.mark.ray, pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                                   reason="needs Ray (scripts/setup.sh --ray)")]
-
-
-def answers(address: str) -> bool:
-    host, port = address.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-        return True
-    except ConnectionRefusedError:
-        return False
 
 
 def gone_within(address: str, seconds: float) -> bool:

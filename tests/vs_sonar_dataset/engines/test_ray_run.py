@@ -6,14 +6,13 @@ Needs Ray in the main and embed environments (scripts/setup.sh --ray); skipped o
 """
 
 import os
-import socket
 import subprocess
 import sys
 
 from vs_sonar_dataset.engines.ray_instance import AUTH_MODE
 from vs_sonar_dataset.envs import REPO_ROOT
 
-from .conftest import needs_ray_and_embed
+from .conftest import answers, needs_ray_and_embed
 
 pytestmark = needs_ray_and_embed
 
@@ -57,9 +56,4 @@ def test_a_run_on_ray_makes_the_local_release(tmp_path):
     console = on_ray.stdout + on_ray.stderr
     assert not [line for line in console.splitlines() if "Token authentication" in line or ".py:" in line
                 or ".cc:" in line], console  # Ray's log lines name their source file
-    host, port = joined[0].rsplit(":", 1)
-    try:  # stopped, not left behind
-        socket.create_connection((host, int(port)), timeout=5).close()
-        raise AssertionError(f"the run's Ray instance at {joined[0]} still answers")
-    except ConnectionRefusedError:
-        pass
+    assert not answers(joined[0]), f"the run's Ray instance at {joined[0]} still answers"  # stopped, not left behind
