@@ -29,7 +29,7 @@ from .. import shards
 from ..devices import resolve_device
 from ..errors import UserError
 from ..schema import embedding_matrix
-from .dedup import DedupResult, make_deduper
+from .dedup_rule import DedupResult
 from .stage import DROPPED_DIR, finish_with_dropped, input_fingerprint, write_dropped_part
 
 log = logging.getLogger("vs_sonar.dedup")
@@ -138,6 +138,8 @@ def finish_dedup(run: DedupRun) -> shards.Manifest:
 
 def run_dedup(vectors_dir: str | os.PathLike, pool_dir: str | os.PathLike, config) -> shards.Manifest:
     """config: the [dedup] table (config.DedupConfig). The local engine: every shard decided here."""
+    from .dedup import make_deduper  # torch, which the ray engine's driver does without
+
     vectors, fingerprint = check_dedup_input(vectors_dir, pool_dir)
     device = resolve_device(config.device)
     deduper = make_deduper(config.method, vectors.embedding_dim, config.threshold, config.block_rows, device,

@@ -168,7 +168,7 @@ class TileEdges:
     def _all_pairs(self, x, y, first: int, same: bool) -> list:
         import torch
 
-        from ..embed.dedup import pair_cosines
+        from ..embed.dedup_rule import pair_cosines
 
         found = []
         # a shard against itself: smaller row blocks, each against the columns before its end only (half the work)
@@ -190,7 +190,7 @@ class TileEdges:
         """List by list, as IVFDeduper scans: the rows that probe the list times the (kept) columns it owns."""
         import torch
 
-        from ..embed.dedup import pair_cosines
+        from ..embed.dedup_rule import pair_cosines
 
         probes = rows["probes"][first:]
         own = columns["probes"][:, 0]
@@ -253,7 +253,7 @@ class Decisions:
 
     def decide(self, edges: np.ndarray, lo: int, hi: int, threshold: float, limit: int | None):
         """Rows lo..hi-1 in order, keeping at most `limit` more: a DedupResult as the local deduper gives."""
-        from ..embed.dedup import decide
+        from ..embed.dedup_rule import decide
 
         edges = edges[(edges["a"] >= lo) & (edges["a"] < hi)]
         earlier = edges[edges["b"] < lo]
@@ -290,7 +290,7 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
                   actors: int | None = None) -> Manifest:
     """The dedup stage on Ray Data. python: the embed environment's interpreter for the actors (default: the
     environment envs.py names); actors: the pool size (default: one per GPU, else one per node)."""
-    from ..embed.dedup import IVFDeduper, concat_results, make_deduper, resolve_method
+    from ..embed.dedup_rule import concat_results, exact_method, resolve_method
     from ..embed.dedup_stage import (check_dedup_input, expected_rows, finish_dedup, ivf_settings, open_dedup,
                                      write_decisions)
 
@@ -301,12 +301,14 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
         resources = actor_resources(ray, config.device)
         method = resolve_method(config.method, "cuda" if resources["num_gpus"] else "cpu",
                                 expected_rows(config, fingerprint["rows"]))
+        ivf = None
         if method == "ivf":  # the local ivf deduper computes on CPU
             resources["num_gpus"] = 0
-        # the deduper only names the algorithm (and checks the ivf settings); the actors do the work
-        deduper = make_deduper(method, vectors.embedding_dim, config.threshold, config.block_rows, "cpu",
-                               ivf=ivf_settings(config))
-        run = open_dedup(vectors_dir, pool_dir, config, deduper.method())
+            from ..embed.dedup import IVFDeduper  # torch; the exact rule's driver does without
+
+            # it only names the algorithm, checks the settings and holds them; the actors do the work
+            ivf = IVFDeduper(vectors.embedding_dim, config.threshold, config.block_rows, **ivf_settings(config))
+        run = open_dedup(vectors_dir, pool_dir, config, exact_method() if ivf is None else ivf.method())
         remove_run_files(pool_dir)  # a stopped run's, which may be another config's
         if isinstance(run, Manifest):
             return run
@@ -320,7 +322,6 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
         pool = {"vectors_dir": str(Path(vectors_dir).resolve()), "pool_dir": str(pool_dir),
                 "threshold": config.threshold, "device": "cuda" if resources["num_gpus"] else "cpu",
                 "threads": threads, "listed": None}
-        ivf = deduper if isinstance(deduper, IVFDeduper) else None
 
         def listing() -> dict:
             """The ivf rule's settings, once its training rows are kept: the centroids, from a task."""
