@@ -130,8 +130,8 @@ TORCH_PROBE = ("import sys\nfrom vs_sonar_dataset import cli\ntry:\n    code = c
 
 def test_command_line(vectors, local_pools, tmp_path):
     """`vs-sonar dedup --engine ray` writes the local engine's pool, and its driver decides without torch (on
-    2 cores, importing and unloading it took 1.3 s of the stage's 7 s); a Ray head nobody listens on fails in
-    seconds with one line."""
+    2 cores the preference demo's dedup on a running instance took 7-9 s with it, 4.5-6 s without); a Ray head
+    nobody listens on fails in seconds with one line."""
     def dedup(out, *flags):
         return subprocess.run([sys.executable, "-c", TORCH_PROBE, "dedup", str(vectors), "--out", str(out),
                                "--config", str(vectors.parent / "exact.toml"), *flags], cwd=REPO_ROOT,
