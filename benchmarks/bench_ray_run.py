@@ -67,6 +67,8 @@ def main() -> None:
                              "and the whole run of the median pair (a small config's whole run moves by 10-20%% "
                              "from run to run on a shared 2-core machine)")
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error("--pairs: at least 1")
 
     pairs = []
     for n in range(args.pairs):
