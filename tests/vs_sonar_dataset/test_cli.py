@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from os_faults import without_write_permission
+from torch_probe import NO_TORCH, vs_sonar_probed
 from vs_sonar_dataset.envs import REPO_ROOT
 
 
@@ -32,12 +33,8 @@ def test_a_command_that_drives_other_environments_does_not_load_torch(command):
     """The `vs-sonar` process that hands a stage to another environment or drives it on Ray starts in a fraction
     of a second: importing torch here (for what the release build alone needs) cost every such command about
     1.8 s on 2 cores."""
-    probe = (f"import sys; sys.argv = ['vs-sonar', {command!r}, '--help']\n"
-             "from vs_sonar_dataset import cli\n"
-             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-             "print('torch' in sys.modules, file=sys.stderr)")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
-    assert result.stderr.strip().splitlines()[-1] == "False", result.stderr[-2000:]
+    result = vs_sonar_probed(command, "--help", timeout=120)
+    assert result.stderr.strip().splitlines()[-1] == NO_TORCH, result.stderr[-2000:]
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path):

@@ -22,6 +22,7 @@ from vs_sonar_dataset.envs import REPO_ROOT
 from vs_sonar_dataset.fixtures.vectors import clustered, write_vectors
 
 from os_faults import interrupted_after
+from torch_probe import NO_TORCH, vs_sonar_probed
 
 from .conftest import needs_ray_and_embed
 
@@ -123,24 +124,18 @@ def test_a_decided_shards_dropped_rows_are_left_out_of_later_tiles(vectors, tmp_
     np.testing.assert_allclose(after["cos"], expected["cos"], rtol=0, atol=1e-6)
 
 
-# `vs-sonar` with a last stderr line that says whether the process loaded torch
-TORCH_PROBE = ("import sys\nfrom vs_sonar_dataset import cli\ntry:\n    code = cli.main()\nfinally:\n"
-               "    print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)\nsys.exit(code)")
-
-
 def test_command_line(vectors, local_pools, tmp_path):
     """`vs-sonar dedup --engine ray` writes the local engine's pool, and its driver decides without torch (on
     2 cores the preference demo's dedup on a running instance took 7-9 s with it, 4.5-6 s without); a Ray head
     nobody listens on fails in seconds with one line."""
     def dedup(out, *flags):
-        return subprocess.run([sys.executable, "-c", TORCH_PROBE, "dedup", str(vectors), "--out", str(out),
-                               "--config", str(vectors.parent / "exact.toml"), *flags], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=300)
+        return vs_sonar_probed("dedup", str(vectors), "--out", str(out), "--config", str(vectors.parent / "exact.toml"),
+                               *flags)
 
     done = dedup(tmp_path / "pool", "--engine", "ray")
     assert done.returncode == 0, done.stderr
     assert "Token authentication is enabled" not in done.stderr  # the local instance's notice: not news
-    assert done.stderr.strip().splitlines()[-1] == "torch loaded: False"
+    assert done.stderr.strip().splitlines()[-1] == NO_TORCH
     stats = shards.read_manifest(local_pools["exact"], "pool").stats
     assert done.stdout.strip() == (f"dedup: {tmp_path / 'pool'}: {stats['kept']} rows kept of {ROWS} "
                                    f"(duplicates {stats['dropped_duplicate']})")
