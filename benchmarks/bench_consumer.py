@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vs_sonar_dataset.release import ROWS_PER_FILE, data_files  # noqa: E402
-from vs_sonar_dataset.schema import embedding_type  # noqa: E402
-from vs_sonar_dataset.shards import ROW_GROUP_ROWS, parquet_options  # noqa: E402
-from vs_sonar_dataset.stats import StatsAccumulator  # noqa: E402
+from vs_sonar_dataset.build.release import ROWS_PER_FILE, data_files  # noqa: E402
+from vs_sonar_dataset.build.stats import StatsAccumulator  # noqa: E402
+from vs_sonar_dataset.core.schema import embedding_type  # noqa: E402
+from vs_sonar_dataset.core.shards import ROW_GROUP_ROWS, parquet_options  # noqa: E402
 
 CONFIG, SPLIT = "bench", "train"
 
@@ -85,7 +85,7 @@ def best_alternating(fns: dict, repeats: int) -> dict:
 
 
 def bench_read(folder: Path, paths: list[str], rows: int, dim: int, repeats: int) -> None:
-    from vs_sonar_dataset.loading import load_embeddings
+    from vs_sonar_dataset.consume.loading import load_embeddings
 
     t = best_alternating({"read_table": lambda: pq.read_table(paths, columns=["id", "embedding"]),
                           "load_embeddings": lambda: load_embeddings(folder, CONFIG, SPLIT)}, repeats)
@@ -98,7 +98,7 @@ def bench_read(folder: Path, paths: list[str], rows: int, dim: int, repeats: int
 def bench_batches(folder: Path, batch: int, batches: int, repeats: int) -> None:
     import torch
 
-    from vs_sonar_dataset.torch_data import EmbeddingDataset
+    from vs_sonar_dataset.consume.torch_data import EmbeddingDataset
 
     datasets = {"raw": EmbeddingDataset(folder, CONFIG, SPLIT),
                 "standard": EmbeddingDataset(folder, CONFIG, SPLIT, normalize="standard")}

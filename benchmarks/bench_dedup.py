@@ -23,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from vs_sonar_dataset.embed.dedup import ExactDeduper, IVFDeduper
+from vs_sonar_dataset.dedup.dedupers import ExactDeduper, IVFDeduper
 
 THRESHOLD = 0.95
 

@@ -1,4 +1,4 @@
-"""k-NN density weights (vs_sonar_dataset/density.py) on clustered 1024-d vectors, against baselines measured in
+"""k-NN density weights (vs_sonar_dataset/build/density.py) on clustered 1024-d vectors, against baselines measured in
 the same run.
 
     .venv/bin/python benchmarks/bench_density.py [--rows 100000] [--huge 1000000] [--centres 4000] [--skip-huge]
@@ -25,8 +25,8 @@ import time
 import numpy as np
 import torch
 
-from vs_sonar_dataset.config import DensityConfig
-from vs_sonar_dataset.density import ivf_top_k, knn_density, mean_of_top, unit_rows
+from vs_sonar_dataset.build.density import ivf_top_k, knn_density, mean_of_top, unit_rows
+from vs_sonar_dataset.core.config import DensityConfig
 
 K = 20
 

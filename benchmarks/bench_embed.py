@@ -75,7 +75,7 @@ def raw_predict(encoder, texts, batch_size: int, device: str) -> float:
 
 
 def stage(encoder, texts, args, workdir: Path) -> float:
-    from vs_sonar_dataset.config import parse
+    from vs_sonar_dataset.core.config import parse
     from vs_sonar_dataset.embed.stage import run_embed
     from vs_sonar_dataset.fixtures.candidates import write_candidates
 

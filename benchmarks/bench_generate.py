@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vs_sonar_dataset.envs import SHARED_GSM8K  # noqa: E402
+from vs_sonar_dataset.core.envs import SHARED_GSM8K  # noqa: E402
 
 
 def random_weights_of(arch_dir: Path, out: Path) -> Path:
@@ -83,10 +83,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="raw/pipeline rounds; the best of each is compared")
     args = parser.parse_args()
 
-    from vs_sonar_dataset.generate.backends import VllmBackend
-    from vs_sonar_dataset.generate.config import GenerateConfig
-    from vs_sonar_dataset.generate.problems import Gsm8kSource
-    from vs_sonar_dataset.generate.run import planned_request, run_generate, run_schema
+    from vs_sonar_dataset.sources.vs_gsm8k.backends import VllmBackend
+    from vs_sonar_dataset.sources.vs_gsm8k.config import GenerateConfig
+    from vs_sonar_dataset.sources.vs_gsm8k.problems import Gsm8kSource
+    from vs_sonar_dataset.sources.vs_gsm8k.run import planned_request, run_generate, run_schema
 
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     on_cpu, model = args.model is None and args.random_weights_of is None, args.model

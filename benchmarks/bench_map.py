@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vs_sonar_dataset.embedding_map import _pca, project, write_map
+from vs_sonar_dataset.build.embedding_map import _pca, project, write_map
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

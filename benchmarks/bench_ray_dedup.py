@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench_ray_embed import timed_command
 
-from vs_sonar_dataset import shards
+from vs_sonar_dataset.core import shards
 from vs_sonar_dataset.fixtures.vectors import clustered, write_vectors
 
 

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vs_sonar_dataset import shards
-from vs_sonar_dataset.envs import REPO_ROOT, stage_python
+from vs_sonar_dataset.core import shards
+from vs_sonar_dataset.core.envs import REPO_ROOT, stage_python
 from vs_sonar_dataset.fixtures.candidates import write_candidates
 
 

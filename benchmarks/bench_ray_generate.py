@@ -18,8 +18,8 @@ from pathlib import Path
 
 from bench_ray_embed import timed_command
 
-from vs_sonar_dataset import shards
-from vs_sonar_dataset.envs import REPO_ROOT, stage_python
+from vs_sonar_dataset.core import shards
+from vs_sonar_dataset.core.envs import REPO_ROOT, stage_python
 
 
 def main() -> None:

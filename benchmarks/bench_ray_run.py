@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.core.envs import REPO_ROOT
 from vs_sonar_dataset.pipeline import STAGES
 
 

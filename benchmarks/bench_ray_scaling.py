@@ -20,9 +20,9 @@ from pathlib import Path
 
 from bench_ray_embed import make_texts
 
-from vs_sonar_dataset import shards
-from vs_sonar_dataset.config import parse
-from vs_sonar_dataset.envs import REPO_ROOT, stage_python
+from vs_sonar_dataset.core import shards
+from vs_sonar_dataset.core.config import parse
+from vs_sonar_dataset.core.envs import REPO_ROOT, stage_python
 from vs_sonar_dataset.fixtures.candidates import write_candidates
 
 
@@ -55,7 +55,7 @@ def measured_run(engine, cands: Path, out: Path, config, actors: int) -> dict:
 def main() -> None:
     import ray
 
-    from vs_sonar_dataset.engines import ray as engine
+    from vs_sonar_dataset.engines import ray_embed as engine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=4000)

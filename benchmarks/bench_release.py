@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 
 BUILD_AND_VERIFY = """
 import time
-from vs_sonar_dataset.release import build_release
-from vs_sonar_dataset.verify import verify_release
+from vs_sonar_dataset.build.release import build_release
+from vs_sonar_dataset.verify.checks import verify_release
 t = time.time()
 digests = {{}}
 build_release({pool!r}, {release!r}, {sizes!r}, progress=False, pool_digests=digests)
@@ -64,10 +64,10 @@ def main():
     work = Path(args.workdir or tempfile.mkdtemp(prefix="vs-sonar-bench-"))
     pool, release = work / "pool", work / "release"
 
-    from vs_sonar_dataset.synth import write_synthetic_pool
+    from vs_sonar_dataset.fixtures.synth import write_synthetic_pool
 
-    from vs_sonar_dataset.errors import ShardError
-    from vs_sonar_dataset.shards import read_manifest
+    from vs_sonar_dataset.core.errors import ShardError
+    from vs_sonar_dataset.core.shards import read_manifest
 
     try:
         reuse = args.reuse_pool and read_manifest(pool, "pool").rows == args.rows
@@ -90,7 +90,7 @@ def main():
 
     import pyarrow.parquet as pq
 
-    from vs_sonar_dataset.shards import PARQUET_OPTIONS, ROW_GROUP_ROWS
+    from vs_sonar_dataset.core.shards import PARQUET_OPTIONS, ROW_GROUP_ROWS
 
     files = sorted(p for p in (release / "data").rglob("*.parquet") if p.parent.name != "stats")
     os.sync()

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vs_sonar_dataset.envs import SHARED_GSM8K  # noqa: E402
-from vs_sonar_dataset.generate.config import GenerateConfig  # noqa: E402
+from vs_sonar_dataset.core.envs import SHARED_GSM8K  # noqa: E402
+from vs_sonar_dataset.sources.vs_gsm8k.config import GenerateConfig  # noqa: E402
 
 DEFAULTS = GenerateConfig(model="-")  # the stage's defaults (configs/vs_sonar.toml keeps them for these keys)
 SUM_TOLERANCE = 0.1  # a response's probabilities "sum to about 1" within this
@@ -118,11 +118,11 @@ def main() -> int:
     args = parser.parse_args()
 
     from vs_sonar_dataset.fixtures import smollm2
-    from vs_sonar_dataset.generate.backends import VllmBackend
-    from vs_sonar_dataset.generate.parse import Limits, ResponseParser
-    from vs_sonar_dataset.generate.problems import Gsm8kSource
-    from vs_sonar_dataset.generate.run import (Generator, empty_stats, nonzero_rejections, planned_request,
-                                               resolved_config, run_schema)
+    from vs_sonar_dataset.sources.vs_gsm8k.backends import VllmBackend
+    from vs_sonar_dataset.sources.vs_gsm8k.parse import Limits, ResponseParser
+    from vs_sonar_dataset.sources.vs_gsm8k.problems import Gsm8kSource
+    from vs_sonar_dataset.sources.vs_gsm8k.run import (Generator, empty_stats, nonzero_rejections, planned_request,
+                                                       resolved_config, run_schema)
 
     work = Path(tempfile.mkdtemp(prefix="bench-smollm2-"))
     try:

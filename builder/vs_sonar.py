@@ -6,7 +6,7 @@
     ds = b.as_dataset()
 
 Configs come from sizes, not code: builder_for_sizes({"1k": 1000, ..., "100k": 100_000}) returns a builder
-class with those configs. The split plan is the one the release uses (vs_sonar_dataset.splits), so a config
+class with those configs. The split plan is the one the release uses (vs_sonar_dataset.build.splits), so a config
 built here equals the release's files row for row, in the pool's columns (the derived ones, such as density
 weights and map coordinates, are computed by `vs-sonar build`).
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import datasets
 
-from vs_sonar_dataset.release import DEFAULT_CONFIGS
-from vs_sonar_dataset.shards import read_manifest
-from vs_sonar_dataset.shuffle import iter_rows_in_order
-from vs_sonar_dataset.splits import SPLITS, make_plan, parse_size
+from vs_sonar_dataset.build.release import DEFAULT_CONFIGS
+from vs_sonar_dataset.build.shuffle import iter_rows_in_order
+from vs_sonar_dataset.build.splits import SPLITS, make_plan, parse_size
+from vs_sonar_dataset.core.shards import read_manifest
 
 
 @dataclass

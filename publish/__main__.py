@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from vs_sonar_dataset.errors import CHECKS_FAILED_EXIT, UserError, run_command
-from vs_sonar_dataset.release import add_build_options
+from vs_sonar_dataset.build.release import add_build_options
+from vs_sonar_dataset.core.errors import CHECKS_FAILED_EXIT, UserError, run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from vs_sonar_dataset.card import render_card
-    from vs_sonar_dataset.release import RELEASE_MANIFEST, build_release, build_settings
-    from vs_sonar_dataset.verify import summary, verify_release
+    from vs_sonar_dataset.build.card import render_card
+    from vs_sonar_dataset.build.release import RELEASE_MANIFEST, build_release, build_settings
+    from vs_sonar_dataset.verify.checks import summary, verify_release
 
     if args.run:
         from vs_sonar_dataset.run import release_of_run

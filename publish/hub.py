@@ -12,11 +12,12 @@ import logging
 import time
 from pathlib import Path
 
-from vs_sonar_dataset.card import CARD, CARD_MARKER, card_is_current
-from vs_sonar_dataset.errors import UserError
-from vs_sonar_dataset.release import RELEASE_MANIFEST
-from vs_sonar_dataset.shards import sha256_file
-from vs_sonar_dataset.verify import REPORT, changed_since_verify
+from vs_sonar_dataset.build.card import CARD, CARD_MARKER
+from vs_sonar_dataset.build.release import RELEASE_MANIFEST
+from vs_sonar_dataset.card.cli import card_is_current
+from vs_sonar_dataset.core.errors import UserError
+from vs_sonar_dataset.core.shards import sha256_file
+from vs_sonar_dataset.verify.checks import REPORT, changed_since_verify
 
 KEEP_REMOTE = {".gitattributes"}  # the Hub's own file, not part of a release
 

@@ -14,10 +14,11 @@ run() {  # run PYTHON DIR... : pytest in one environment; exit code 5 (nothing c
   local rc=$?
   [ $rc -eq 0 ] || { echo "test: pytest exited $rc in $python" >&2; status=1; }
 }
-run .venv/bin/python tests --ignore=tests/vs_sonar_dataset/generate --ignore=tests/vs_sonar_dataset/embed \
-  --ignore=tests/vs_sonar_dataset/encoders \
-  --ignore=tests/vs_sonar_dataset/fixtures/test_tiny_llama.py --ignore=tests/vs_sonar_dataset/fixtures/test_smollm2.py "$@"
-run .venv-generate/bin/python tests/vs_sonar_dataset/generate tests/vs_sonar_dataset/fixtures/test_tiny_llama.py \
-  tests/vs_sonar_dataset/fixtures/test_smollm2.py "$@"
-run .venv-embed/bin/python tests/vs_sonar_dataset/embed tests/vs_sonar_dataset/encoders "$@"
+# each stage environment runs the tests of the code that runs in it; the main environment runs the rest
+T=tests/vs_sonar_dataset
+GENERATE=($T/sources/vs_gsm8k $T/fixtures/test_tiny_llama.py $T/fixtures/test_smollm2.py)
+EMBED=($T/embed $T/dedup $T/model_check $T/encoders)
+run .venv/bin/python tests $(printf -- '--ignore=%s ' "${GENERATE[@]}" "${EMBED[@]}") "$@"
+run .venv-generate/bin/python "${GENERATE[@]}" "$@"
+run .venv-embed/bin/python "${EMBED[@]}" "$@"
 exit $status

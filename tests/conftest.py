@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hub_server import HubServer  # noqa: E402
 
-pytest_plugins = ["release_fixtures", "os_faults"]
+pytest_plugins = ["release_fixtures", "os_faults", "sonar_fixtures"]
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from vs_sonar_dataset.release import build_release
-from vs_sonar_dataset.synth import write_synthetic_pool
+from vs_sonar_dataset.build.release import build_release
+from vs_sonar_dataset.fixtures.synth import write_synthetic_pool
 
 SMALL_SIZES = {"s": 100, "m": 300, "l": 1000}
 SMALL_DIM = 16

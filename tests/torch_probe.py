@@ -5,7 +5,7 @@ work to another environment or drive it on Ray must not (about 1 s to import it 
 import subprocess
 import sys
 
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.core.envs import REPO_ROOT
 
 PROBE = ("import sys\nfrom vs_sonar_dataset import cli\ntry:\n    code = cli.main()\nfinally:\n"
          "    print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)\nsys.exit(code)")

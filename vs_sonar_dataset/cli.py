@@ -7,15 +7,15 @@ import logging
 import os
 import sys
 
-from .envs import runs_here, stage_python
-from .errors import run_command
+from .core.envs import runs_here, stage_python
+from .core.errors import run_command
 from .pipeline import STAGES
 
 # every stage's command, in pipeline order, then the tools around them: name -> module. A command runs in
 # the environment its module names (ENVIRONMENT, or environment(args) where a plug-in decides)
 COMMANDS = {**{stage.name: stage.module for stage in STAGES},
-            "run": "vs_sonar_dataset.run", "synth-pool": "vs_sonar_dataset.synth",
-            "export": "vs_sonar_dataset.export"}
+            "run": "vs_sonar_dataset.run", "synth-pool": "vs_sonar_dataset.fixtures.synth",
+            "export": "vs_sonar_dataset.consume.export"}
 ALIASES = {"source": ["generate"]}  # the source command's first name
 
 

@@ -5,15 +5,12 @@ each stage's command; a stage's module holds its HELP, add_arguments, main and t
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
-from .config import table_digest
-from .errors import CHECKS_FAILED_EXIT
-from .release import MODEL_CHECKS, RELEASE_MANIFEST
-from .shards import MANIFEST
-
-if TYPE_CHECKING:
-    from .run import Runner
+from .build.release import MODEL_CHECKS, RELEASE_MANIFEST
+from .core.config import table_digest
+from .core.errors import CHECKS_FAILED_EXIT
+from .core.shards import MANIFEST
 
 
 @dataclass(frozen=True)
@@ -24,9 +21,9 @@ class Stage:
     inputs: tuple[str, ...]  # earlier stages whose outputs it reads
     output: str  # inside RUN_DIR: the folder or file it writes
     record: str  # inside RUN_DIR: the file that identifies what it wrote
-    args: Callable[["Runner"], list[str]]  # its command's arguments in a run
+    args: Callable[[Any], list[str]]  # its command's arguments, from the run's Runner (run.py imports this module)
     ok_codes: tuple[int, ...] = (0,)
-    extra: Callable[["Runner"], dict] | None = None  # what else its output depends on
+    extra: Callable[[Any], dict] | None = None  # what else its output depends on
     plugin_environment: Callable[[dict], str | None] | None = None  # when a plug-in decides where it runs
     # whether, for the parsed configuration, its command runs work on Ray with --engine ray (its driver then runs
     # in the main environment); every such command takes --engine/--address
@@ -39,7 +36,7 @@ class Stage:
         return getattr(importlib.import_module(self.module), "ENVIRONMENT", None)
 
 
-def _source_extra(runner: "Runner") -> dict:
+def _source_extra(runner) -> dict:
     """A source's local files and, for one that counts tokens, the encoder whose tokenizer it uses."""
     from .sources import source_plugin
 
@@ -71,19 +68,19 @@ STAGES = (
     Stage("embed", "vs_sonar_dataset.embed.cli", ("embed", "run"), ("source",), "vectors", f"vectors/{MANIFEST}",
           lambda r: [str(r.path("candidates")), "--out", str(r.path("vectors")), *r.config_flag, *r.engine_flags],
           ray_driver=lambda config: True),
-    Stage("dedup", "vs_sonar_dataset.embed.dedup_cli", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}",
+    Stage("dedup", "vs_sonar_dataset.dedup.cli", ("dedup",), ("embed",), "pool", f"pool/{MANIFEST}",
           lambda r: [str(r.path("vectors")), "--out", str(r.path("pool")), *r.config_flag, *r.engine_flags],
           ray_driver=lambda config: True),
-    Stage("build", "vs_sonar_dataset.release", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}",
+    Stage("build", "vs_sonar_dataset.build.release", ("build",), ("dedup",), "release", f"release/{RELEASE_MANIFEST}",
           lambda r: [str(r.path("pool")), "--out", str(r.path("release")), *r.config_flag]),
     # CHECKS_FAILED_EXIT: the checks ran and failed, which verify reports; any other exit is a crash
-    Stage("model-check", "vs_sonar_dataset.embed.model_checks_cli", ("model_check", "embed", "run"), ("build",),
+    Stage("model-check", "vs_sonar_dataset.model_check.cli", ("model_check", "embed", "run"), ("build",),
           f"release/{MODEL_CHECKS}", f"release/{MODEL_CHECKS}",
           lambda r: [str(r.path("release")), *r.config_flag], ok_codes=(0, CHECKS_FAILED_EXIT)),
     # CHECKS_FAILED_EXIT: the release failed verify; the card then says so, and `run` reports it
-    Stage("verify", "vs_sonar_dataset.verify", (), ("build", "model-check"), "release/verify_report.json",
+    Stage("verify", "vs_sonar_dataset.verify.checks", (), ("build", "model-check"), "release/verify_report.json",
           "release/verify_report.json", lambda r: [str(r.path("release")), "--pool", str(r.path("pool"))],
           ok_codes=(0, CHECKS_FAILED_EXIT)),
-    Stage("card", "vs_sonar_dataset.card", (), ("verify",), "release/README.md", "release/README.md",
+    Stage("card", "vs_sonar_dataset.card.cli", (), ("verify",), "release/README.md", "release/README.md",
           lambda r: [str(r.path("release"))]),
 )

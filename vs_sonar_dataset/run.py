@@ -30,16 +30,16 @@ import sys
 import time
 from pathlib import Path
 
-from .config import config_of, parse_document, table_digest
-from .console import StageConsole
+from .build.release import RELEASE_MANIFEST
+from .core.config import config_of, parse_document, table_digest
+from .core.console import StageConsole
+from .core.envs import REPO_ROOT, python_for
+from .core.errors import CHECKS_FAILED_EXIT, UserError
+from .core.outputs import check_output_dir
+from .core.shards import sha256_file, write_json_atomic
 from .engines import add_engine_arguments, check_engine_arguments, engine_flags
 from .engines.ray_instance import RunInstance
-from .envs import REPO_ROOT, python_for
-from .errors import CHECKS_FAILED_EXIT, UserError
-from .outputs import check_output_dir
 from .pipeline import STAGES, Stage
-from .release import RELEASE_MANIFEST
-from .shards import sha256_file, write_json_atomic
 
 HELP = ("run every stage from the source to a verified release; re-runs only the stages whose settings or "
         "inputs changed, and resumes an interrupted one. Then publish with python -m publish --run")
@@ -97,8 +97,8 @@ class Runner:
     def resolve_gsm8k(self, values: dict) -> None:
         """--gsm8k, else $VS_SONAR_GSM8K, wins over [source] gsm8k (vs_gsm8k only), as an absolute path when it
         is one: the source runs in another folder, and the digest must name what it reads."""
-        from .config import parse
-        from .generate.problems import resolve_gsm8k_location
+        from .core.config import parse
+        from .sources.vs_gsm8k.problems import resolve_gsm8k_location
 
         gsm8k = resolve_gsm8k_location(self.gsm8k)
         if not gsm8k or self.config["source"].kind != "vs_gsm8k":
@@ -144,7 +144,7 @@ class Runner:
         if not record.is_file() or sha256_file(record) != entry.get("output_sha256"):
             return "its output changed or is missing"
         if stage.name == "verify":
-            from .verify import report_is_current
+            from .verify.checks import report_is_current
 
             if not report_is_current(self.path("release")):
                 return "release files changed since the last verify"
@@ -292,7 +292,7 @@ def main(args) -> int:
                     engine=args.engine, address=args.address)
     up_to_date = runner.run()
     release = runner.run_dir / "release"
-    from .verify import REPORT
+    from .verify.checks import REPORT
 
     report = json.loads((release / REPORT).read_text())
     status = "up to date" if up_to_date else "built"

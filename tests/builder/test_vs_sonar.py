@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 
 from builder import VsSonar, builder_for_sizes
 from release_fixtures import SMALL_SIZES
-from vs_sonar_dataset.derived import DERIVED_COLUMNS
+from vs_sonar_dataset.build.derived import DERIVED_COLUMNS
 
 
 def _release_split(release, config, split):

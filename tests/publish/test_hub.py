@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vs_sonar_dataset.card import render_card
-from vs_sonar_dataset.envs import REPO_ROOT
-from vs_sonar_dataset.verify import verify_release
+from vs_sonar_dataset.build.card import render_card
+from vs_sonar_dataset.core.envs import REPO_ROOT
+from vs_sonar_dataset.verify.checks import verify_release
 
 REPO = "org/vs-sonar"
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d [A-Z]+ ")  # publish's logging format
@@ -126,7 +126,7 @@ def test_changed_release_pushes_only_the_difference(hub_server, verified_release
 def test_an_identical_rebuild_publishes_no_commit(hub_server, small_pool, tmp_path):
     """Same pool, settings and seed: the rebuilt, re-verified folder is byte-identical, so the Hub gets nothing."""
     from release_fixtures import SMALL_SIZES
-    from vs_sonar_dataset.release import build_release
+    from vs_sonar_dataset.build.release import build_release
 
     release = tmp_path / "release"
     for attempt in range(2):

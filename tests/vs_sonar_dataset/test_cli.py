@@ -6,7 +6,7 @@ import pytest
 
 from os_faults import without_write_permission
 from torch_probe import NO_TORCH, vs_sonar_probed
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.core.envs import REPO_ROOT
 
 
 def vs_sonar(*args, **kwargs):

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.core.envs import REPO_ROOT
 
 # demo.toml line -> the same setting for a run of a few minutes: the random tiny Llama instead of SmolLM2
 SCALE_DOWN = {

@@ -38,7 +38,7 @@ def done(r, name):
     record.parent.mkdir(parents=True, exist_ok=True)
     if not record.exists():
         record.write_text(json.dumps({"stage": name}))
-    from vs_sonar_dataset.shards import sha256_file
+    from vs_sonar_dataset.core.shards import sha256_file
 
     r.record(name, status="done", made_from=r.made_from(stage), output_sha256=sha256_file(record))
 

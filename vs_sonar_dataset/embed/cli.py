@@ -14,7 +14,7 @@ def environment(args) -> str:
 
 
 def add_arguments(parser) -> None:
-    from ..config import add_config_arguments
+    from ..core.config import add_config_arguments
     from ..engines import add_engine_arguments
 
     parser.add_argument("candidates", metavar="CANDIDATES", help="candidates folder (from the source stage)")
@@ -24,10 +24,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from ..config import table_from_args
+    from ..core.config import table_from_args
+    from ..core.outputs import check_output_dir
+    from ..core.shards import read_manifest
     from ..engines import check_engine_arguments
-    from ..outputs import check_output_dir
-    from ..shards import read_manifest
     from .stage import BROKEN_REASONS, DUPLICATE_ID, run_embed
 
     check_engine_arguments(args)
@@ -35,7 +35,7 @@ def main(args) -> int:
     read_manifest(args.candidates, "candidates")  # a bad input or output fails before the model loads
     check_output_dir(args.out, "vectors")
     if args.engine == "ray":
-        from ..engines.ray import run_embed_ray
+        from ..engines.ray_embed import run_embed_ray
 
         stats = run_embed_ray(args.candidates, args.out, config, address=args.address).stats
     else:

@@ -5,7 +5,7 @@ Candidates are read in order, `chunk_rows` at a time. Each chunk's new texts are
 over length-sorted rows), rows with broken vectors are dropped, and the rest are written as one shard whose
 manifest entry also records how many candidates were consumed. That entry is the checkpoint: a run killed at
 any point resumes after the last complete shard and produces the same vectors as a run never interrupted.
-Semantic dedup is the next stage (dedup_stage.py), so a new threshold reuses these vectors.
+Semantic dedup is the next stage (dedup/stage.py), so a new threshold reuses these vectors.
 
 VECTORS/ layout:
     manifest.json, shard-NNNNN.parquet       (shards.ShardWriter, kind "vectors"; the candidates' columns)
@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from .. import shards
-from ..errors import UserError
-from ..schema import embedding_type
+from ..core import shards
+from ..core.errors import UserError
+from ..core.schema import embedding_type
 from .batching import token_budget_batches
 from .vectors import REASON_INF, REASON_NAN, REASON_ZERO, invalid_reasons
 

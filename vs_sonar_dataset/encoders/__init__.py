@@ -1,15 +1,6 @@
-"""Encoder plug-ins, one module each (see base.py for what a module provides)."""
+"""Encoder plug-ins, one module each (see base.py for what a module provides). The registry is in core/plugins.py,
+which the configuration reads too."""
 
-from functools import cache
+from ..core.plugins import encoder_plugin, encoders
 
-from ..plugins import discover, plugin
-
-
-@cache
-def encoders() -> dict:
-    """kind -> module. Listed on first use, not on import: a plug-in module may import encoders.base."""
-    return discover(__name__)
-
-
-def encoder_plugin(kind: str):
-    return plugin(encoders(), kind, "embed")
+__all__ = ["encoder_plugin", "encoders"]

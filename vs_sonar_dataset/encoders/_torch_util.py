@@ -5,7 +5,7 @@ torch is imported inside the functions, so every environment can import this mod
 
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 

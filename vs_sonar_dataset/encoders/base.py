@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import Field
 
-from ..settings import Table
+from ..core.settings import Table
 
 
 class EncoderConfig(Table):

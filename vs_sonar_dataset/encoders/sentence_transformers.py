@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..devices import resolve_device
+from ..core.devices import resolve_device
 from ._torch_util import dtype_name, load_error, model_label, model_source, resolve_dtype
 from .base import NamedModelConfig
 

@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import UserError
-from ..devices import resolve_device
+from ..core.errors import UserError
+from ..core.devices import resolve_device
 from ._torch_util import dtype_name, resolve_dtype
 from .base import EncoderConfig
 

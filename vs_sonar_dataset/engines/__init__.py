@@ -3,7 +3,7 @@ the work on Ray Data, on this machine or on a cluster: the embed stage's encoder
 vLLM engines (ray_generate.py) and the dedup stage's cosine products (ray_dedup.py). Both write the same files.
 Ray is imported only when the ray engine is asked for: the local engine needs no Ray installed."""
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 ENGINES = ("local", "ray")
 

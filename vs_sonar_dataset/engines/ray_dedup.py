@@ -1,12 +1,12 @@
 """The dedup stage on Ray Data: the same decisions, pool shards, dropped rows and manifest as the local engine,
 with the cosine products computed by a pool of actors that read the vector shards themselves.
 
-The local rule (embed/dedup.py) is sequential: a row is kept when its cosine to every earlier kept row is below
+The local rule (dedup/dedupers.py) is sequential: a row is kept when its cosine to every earlier kept row is below
 the threshold. It only ever needs, for each row, its earlier rows at or above the threshold (its edges), and
 those do not depend on any decision. So the actors compute the edges, tile by tile: a tile is a pair of vector
 shards (rows i, columns j <= i), read from the vectors folder where each actor runs, and it returns only the
 pairs that reach the threshold. The driver takes the tiles in order, decides each shard's rows with the local
-engine's own `decide` once all its tiles are in, and writes the pool as the local engine does (dedup_stage.py),
+engine's own `decide` once all its tiles are in, and writes the pool as the local engine does (dedup/stage.py),
 shard by shard. The driver holds the edges and two int64 per row, never the vectors; once the target is reached
 it stops the tiles still to come.
 
@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .. import shards
-from ..errors import UserError
-from ..shards import Manifest
+from ..core import shards
+from ..core.errors import UserError
+from ..core.shards import Manifest
 from .ray import (CPUS_PER_ACTOR, RETRIES, actor_environment, actor_pool, actor_resources, bounded_retries,
                   finished_batches, get_started, ordered_quiet_context, pool_size, preflight, ray_session,
                   remote_user_errors)
@@ -82,8 +82,8 @@ def remove_run_files(pool_dir) -> None:
 
 def read_unit_rows(vectors_dir: str, file: str):
     """A vector shard's rows as float32 unit rows (the local deduper's normalisation)."""
-    from ..embed.dedup import unit_rows
-    from ..schema import embedding_matrix
+    from ..core.schema import embedding_matrix
+    from ..dedup.dedupers import unit_rows
 
     path = Path(vectors_dir) / file
     if not path.is_file():
@@ -115,7 +115,7 @@ class TileEdges:
         if index in self.cache:
             self.cache.move_to_end(index)
             return self.cache[index]
-        from ..embed.dedup import LIST_DTYPE, probe_lists
+        from ..dedup.dedupers import LIST_DTYPE, probe_lists
 
         x = read_unit_rows(self.vectors_dir, self.files[index])
         shard = {"x": x.to(self.device)}
@@ -168,7 +168,7 @@ class TileEdges:
     def _all_pairs(self, x, y, first: int, same: bool) -> list:
         import torch
 
-        from ..embed.dedup_rule import pair_cosines
+        from ..dedup.rule import pair_cosines
 
         found = []
         # a shard against itself: smaller row blocks, each against the columns before its end only (half the work)
@@ -190,7 +190,7 @@ class TileEdges:
         """List by list, as IVFDeduper scans: the rows that probe the list times the (kept) columns it owns."""
         import torch
 
-        from ..embed.dedup_rule import pair_cosines
+        from ..dedup.rule import pair_cosines
 
         probes = rows["probes"][first:]
         own = columns["probes"][:, 0]
@@ -226,7 +226,7 @@ def train_listing(vectors_dir: str, files: list[str], picks: list[tuple[int, lis
     import faiss
     import torch
 
-    from ..embed.dedup import train_centroids
+    from ..dedup.dedupers import train_centroids
 
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
@@ -253,7 +253,7 @@ class Decisions:
 
     def decide(self, edges: np.ndarray, lo: int, hi: int, threshold: float, limit: int | None):
         """Rows lo..hi-1 in order, keeping at most `limit` more: a DedupResult as the local deduper gives."""
-        from ..embed.dedup_rule import decide
+        from ..dedup.rule import decide
 
         edges = edges[(edges["a"] >= lo) & (edges["a"] < hi)]
         earlier = edges[edges["b"] < lo]
@@ -290,9 +290,8 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
                   actors: int | None = None) -> Manifest:
     """The dedup stage on Ray Data. python: the embed environment's interpreter for the actors (default: the
     environment envs.py names); actors: the pool size (default: one per GPU, else one per node)."""
-    from ..embed.dedup_rule import concat_results, exact_method, resolve_method
-    from ..embed.dedup_stage import (check_dedup_input, expected_rows, finish_dedup, ivf_settings, open_dedup,
-                                     write_decisions)
+    from ..dedup.rule import concat_results, exact_method, resolve_method
+    from ..dedup.stage import check_dedup_input, expected_rows, finish_dedup, ivf_settings, open_dedup, write_decisions
 
     ray, python = preflight(python)
     vectors, fingerprint = check_dedup_input(vectors_dir, pool_dir)
@@ -304,7 +303,7 @@ def run_dedup_ray(vectors_dir, pool_dir, config, *, address: str | None = None, 
         ivf = None
         if method == "ivf":  # the local ivf deduper computes on CPU
             resources["num_gpus"] = 0
-            from ..embed.dedup import IVFDeduper  # torch; the exact rule's driver does without
+            from ..dedup.dedupers import IVFDeduper  # torch; the exact rule's driver does without
 
             # it only names the algorithm, checks the settings and holds them; the actors do the work
             ivf = IVFDeduper(vectors.embedding_dim, config.threshold, config.block_rows, **ivf_settings(config))

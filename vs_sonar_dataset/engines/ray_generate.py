@@ -1,7 +1,7 @@
 """The vs_gsm8k source's generation on Ray Data: the same requests, batches, shards and counts as the local
 engine, with the completions written by a pool of vLLM engines that run in the generate environment.
 
-generate/run.py stays the driver: it plans the requests, parses and deduplicates the completions, stops at the
+sources/vs_gsm8k/run.py stays the driver: it plans the requests, parses and deduplicates the completions, stops at the
 target and writes each block of requests as a shard, resuming after the last shard written. Only where the
 completions come from changes: RayBackend is its backend, and behind it one Ray Data pipeline carries every batch
 the run may still send (the same request ranges the local engine sends, so each engine sees the same batches)
@@ -19,8 +19,8 @@ import logging
 
 import numpy as np
 
-from ..errors import UserError
-from ..generate.backends import Completion
+from ..core.errors import UserError
+from ..sources.vs_gsm8k.backends import Completion
 from .ray import (CPUS_PER_ACTOR, actor_environment, actor_pool, bounded_retries, finished_batches,
                   ordered_quiet_context, preflight, ray_session, remote_user_errors, user_error)
 
@@ -28,7 +28,7 @@ log = logging.getLogger("vs_sonar.engines.ray")
 
 
 def batch_ranges(config, first: int, max_requests: int) -> list[tuple[int, int]]:
-    """The request ranges generate/run.py sends from request `first` (a shard's first): blocks of
+    """The request ranges sources/vs_gsm8k/run.py sends from request `first` (a shard's first): blocks of
     requests_per_shard, each sent in batches of batch_size."""
     ranges = []
     for block in range(first, max_requests, config.requests_per_shard):
@@ -42,10 +42,10 @@ class LlmActor:
     from the run's config and problems exactly as the driver plans it; one output row per request."""
 
     def __init__(self, config_values: dict, problems: list[dict]):
-        from ..config import parse
-        from ..generate.backends import VllmBackend
-        from ..generate.problems import Problem
-        from ..generate.run import run_schema
+        from ..core.config import parse
+        from ..sources.vs_gsm8k.backends import VllmBackend
+        from ..sources.vs_gsm8k.problems import Problem
+        from ..sources.vs_gsm8k.run import run_schema
 
         self.config = parse("source", config_values)
         self.problems = [Problem(**p) for p in problems]
@@ -53,11 +53,11 @@ class LlmActor:
         self.load_error = None
         try:
             self.backend = VllmBackend(self.config)
-        except UserError as e:  # raised by the first call instead (see engines/ray.ChunkEncoder)
+        except UserError as e:  # raised by the first call instead (see engines/ray_embed.ChunkEncoder)
             self.load_error = e
 
     def __call__(self, batch: dict) -> dict:
-        from ..generate.run import planned_request
+        from ..sources.vs_gsm8k.run import planned_request
 
         if self.load_error is not None:
             raise self.load_error
@@ -95,11 +95,11 @@ def _rows(ds):
 
 
 class RayBackend:
-    """generate/run.py's backend on Ray: `complete` hands back, in order, the completions of the pipeline
+    """sources/vs_gsm8k/run.py's backend on Ray: `complete` hands back, in order, the completions of the pipeline
     started at the first request asked for."""
 
     def __init__(self, config, address: str | None = None, actors: int | None = None, python: str | None = None):
-        from ..generate.problems import Gsm8kSource
+        from ..sources.vs_gsm8k.problems import Gsm8kSource
 
         self.ray, self.python = preflight(python, stage="generate")
         self.config, self.actors = config, actors

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 STOP_TIMEOUT_S = 60
 # Ray turns token authentication on for a local instance where ~/.ray/auth_token exists, in the starting process's

@@ -1,15 +1,6 @@
-"""Source plug-ins, one module each (see base.py for what a module provides)."""
+"""Source plug-ins, one module each (see base.py for what a module provides). The registry is in core/plugins.py,
+which the configuration reads too."""
 
-from functools import cache
+from ..core.plugins import source_plugin, sources
 
-from ..plugins import discover, plugin
-
-
-@cache
-def sources() -> dict:
-    """kind -> module. Listed on first use, not on import: a plug-in module may import sources.base."""
-    return discover(__name__)
-
-
-def source_plugin(kind: str):
-    return plugin(sources(), kind, "source")
+__all__ = ["source_plugin", "sources"]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..settings import Table
-from ..shards import MANIFEST, Manifest, read_manifest
+from ..core.settings import Table
+from ..core.shards import MANIFEST, Manifest, read_manifest
 
 SUMMARY = "summary.json"  # a source's counts, beside its manifest
 

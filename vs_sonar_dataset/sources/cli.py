@@ -10,7 +10,7 @@ HELP = ("Write the candidate texts from the source [source] names (kind = vs_gsm
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_config_arguments
+    from ..core.config import add_config_arguments
 
     parser.add_argument("config", metavar="CONFIG.toml", help="TOML file whose [source] table configures the texts")
     parser.add_argument("--out", required=True, metavar="DIR", help="candidates folder to write (or resume)")
@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _source_table(args):
     """[source] with --set applied; for vs_gsm8k, --gsm8k, else $VS_SONAR_GSM8K, wins over its `gsm8k`."""
-    from ..config import load_table, parse_assignment
-    from ..errors import UserError
-    from ..generate.problems import resolve_gsm8k_location
+    from ..core.config import load_table, parse_assignment
+    from ..core.errors import UserError
+    from .vs_gsm8k.problems import resolve_gsm8k_location
 
     overrides = dict(parse_assignment(a) for a in args.set)
     table = load_table(args.config, "source", overrides)
@@ -43,14 +43,14 @@ def _source_table(args):
 def environment(args) -> str | None:
     """The environment this command needs: its source plug-in's, or main for the driver of a source that
     runs its model on Ray."""
-    from ..sources import source_plugin
+    from . import source_plugin
 
     plugin = source_plugin(_source_table(args).kind)
     return "main" if args.engine == "ray" and getattr(plugin, "RAY", False) else plugin.ENVIRONMENT
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..config import load_table
+    from ..core.config import load_table
     from ..engines import check_engine_arguments
     from .base import SourceContext
     from . import source_plugin

@@ -52,10 +52,10 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from tqdm import tqdm
 
-from ..errors import UserError
-from ..outputs import check_output_dir
-from ..settings import Table
-from ..shards import Manifest, ShardWriter, write_json_atomic, xxh3_file
+from ..core.errors import UserError
+from ..core.outputs import check_output_dir
+from ..core.settings import Table
+from ..core.shards import Manifest, ShardWriter, write_json_atomic, xxh3_file
 from .base import SUMMARY, CardInfo, SourceConfig, SourceContext, finished_output
 
 KIND = "preference_prompts"

@@ -55,10 +55,10 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from tqdm import tqdm
 
-from ..errors import UserError
-from ..outputs import check_output_dir
-from ..shards import Manifest, ShardWriter, write_json_atomic, xxh3_file
-from ..textnorm import text_id
+from ..core.errors import UserError
+from ..core.outputs import check_output_dir
+from ..core.shards import Manifest, ShardWriter, write_json_atomic, xxh3_file
+from ..core.textnorm import text_id
 from .base import SUMMARY, CardInfo, SourceConfig, SourceContext, finished_output
 
 KIND = "text_corpus"

@@ -3,10 +3,10 @@
 import subprocess
 import sys
 
-from vs_sonar_dataset.envs import REPO_ROOT
-from vs_sonar_dataset.fixtures.candidates import write_candidates
+from sonar_fixtures import needs_sonar
 
-from .conftest import needs_sonar
+from vs_sonar_dataset.core.envs import REPO_ROOT
+from vs_sonar_dataset.fixtures.candidates import write_candidates
 
 
 def embed(*args, command="embed"):

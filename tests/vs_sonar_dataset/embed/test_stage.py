@@ -13,19 +13,19 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from vs_sonar_dataset import shards
-from vs_sonar_dataset.config import parse
-from vs_sonar_dataset.embed.dedup_stage import dropped_schema, run_dedup
+from vs_sonar_dataset.core import shards
+from vs_sonar_dataset.core.config import parse
+from vs_sonar_dataset.dedup.stage import dropped_schema, run_dedup
 from vs_sonar_dataset.embed.stage import DROPPED_FILE, DROPPED_SCHEMA, run_embed as embed_stage
-from vs_sonar_dataset.envs import REPO_ROOT
-from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.core.envs import REPO_ROOT
+from vs_sonar_dataset.core.errors import UserError
 from vs_sonar_dataset.fixtures.candidates import write_candidates
-from vs_sonar_dataset.schema import embedding_matrix, pool_schema
-from vs_sonar_dataset.textnorm import text_id
+from vs_sonar_dataset.core.schema import embedding_matrix, pool_schema
+from vs_sonar_dataset.core.textnorm import text_id
 
 from os_faults import interrupted_after
 
-from .conftest import TEST_DIM, needs_sonar
+from sonar_fixtures import TEST_DIM, needs_sonar
 
 pytestmark = needs_sonar
 

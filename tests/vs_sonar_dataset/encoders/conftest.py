@@ -1,5 +1,5 @@
 """Fixtures of the encoder plug-in tests: the packaged all-MiniLM-L6-v2 folder and a tiny random Qwen3, both
-made in a temporary folder once per session, and the tiny SONAR pair of the embed tests.
+made in a temporary folder once per session, beside the tiny SONAR pair of tests/sonar_fixtures.py.
 
 The model tests need the embed environment (.venv-embed) and skip elsewhere; test_registry.py runs anywhere.
 Nothing may come from the Hub: offline mode makes a stray download an error instead of a silent fetch.
@@ -10,10 +10,7 @@ import os
 
 import pytest
 
-from vs_sonar_dataset.errors import UserError
-
-# the tiny SONAR fixture is the embed tests' (built once, cached between sessions)
-from embed.conftest import TEST_DIM, needs_sonar, tiny_sonar, train_texts  # noqa: F401
+from vs_sonar_dataset.core.errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

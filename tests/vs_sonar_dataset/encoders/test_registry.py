@@ -8,8 +8,8 @@ import pytest
 
 
 from vs_sonar_dataset.encoders import encoder_plugin, encoders
-from vs_sonar_dataset.errors import UserError
-from vs_sonar_dataset.settings import parse_table
+from vs_sonar_dataset.core.errors import UserError
+from vs_sonar_dataset.core.settings import parse_table
 
 KINDS = {"sonar", "sentence_transformers", "hf_auto"}
 

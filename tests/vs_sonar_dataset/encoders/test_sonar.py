@@ -5,10 +5,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sonar_fixtures import TEST_DIM, needs_sonar
 
-from vs_sonar_dataset.errors import UserError
-
-from .conftest import TEST_DIM, needs_sonar
+from vs_sonar_dataset.core.errors import UserError
 
 pytestmark = needs_sonar
 

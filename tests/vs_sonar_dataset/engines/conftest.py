@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from vs_sonar_dataset.envs import REPO_ROOT, STAGE_ENVS
+from vs_sonar_dataset.core.envs import REPO_ROOT, STAGE_ENVS
 
 EMBED_PYTHON = REPO_ROOT / STAGE_ENVS["embed"][1] / "bin" / "python"
 

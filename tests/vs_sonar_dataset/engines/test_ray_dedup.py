@@ -13,12 +13,12 @@ import sys
 import numpy as np
 import pytest
 
-from vs_sonar_dataset import shards
-from vs_sonar_dataset.config import parse
-from vs_sonar_dataset.embed import dedup_stage
-from vs_sonar_dataset.embed.dedup import ExactDeduper
+from vs_sonar_dataset.core import shards
+from vs_sonar_dataset.core.config import parse
+from vs_sonar_dataset.dedup import stage as dedup_stage
+from vs_sonar_dataset.dedup.dedupers import ExactDeduper
 from vs_sonar_dataset.engines.ray_dedup import CENTROIDS_FILE, EDGE, KEPT_MASKS_DIR, TileEdges, write_kept_mask
-from vs_sonar_dataset.envs import REPO_ROOT
+from vs_sonar_dataset.core.envs import REPO_ROOT
 from vs_sonar_dataset.fixtures.vectors import clustered, write_vectors
 
 from os_faults import interrupted_after

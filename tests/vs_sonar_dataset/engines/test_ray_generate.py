@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from vs_sonar_dataset import shards
-from vs_sonar_dataset.config import load_table
-from vs_sonar_dataset.envs import REPO_ROOT, STAGE_ENVS
-from vs_sonar_dataset.errors import UserError
+from vs_sonar_dataset.core import shards
+from vs_sonar_dataset.core.config import load_table
+from vs_sonar_dataset.core.envs import REPO_ROOT, STAGE_ENVS
+from vs_sonar_dataset.core.errors import UserError
 
 from os_faults import interrupted_after
 
@@ -83,7 +83,7 @@ def snapshot(out) -> dict:
 
 def test_same_candidates_as_the_local_engine(ray_local, work, local_candidates):
     from vs_sonar_dataset.engines.ray_generate import backend_factory
-    from vs_sonar_dataset.generate.run import run_generate
+    from vs_sonar_dataset.sources.vs_gsm8k.run import run_generate
 
     root, config = work
     summary = run_generate(config, root / "ray", progress=False, backend_factory=backend_factory())
@@ -95,7 +95,7 @@ def test_tensor_parallel_inside_an_actor(ray_local, work, local_candidates, tmp_
     """tensor_parallel_size = 2 on CPU: the actor's vLLM runs its two ranks as processes of its own (one core
     each) and writes the rows, counts and shards of the local engine's one rank."""
     from vs_sonar_dataset.engines.ray_generate import backend_factory
-    from vs_sonar_dataset.generate.run import run_generate
+    from vs_sonar_dataset.sources.vs_gsm8k.run import run_generate
 
     _, config = work
     split = config.model_copy(update={"tensor_parallel_size": 2})
@@ -112,7 +112,7 @@ def test_stopped_after_the_first_shard_then_resumed_with_a_worker_killed(ray_loc
     """Stopped right after its first shard (as Ctrl-C would), then run again while its vLLM worker is killed
     once it has written a shard: the files of an uninterrupted local run."""
     from vs_sonar_dataset.engines.ray_generate import backend_factory
-    from vs_sonar_dataset.generate import run
+    from vs_sonar_dataset.sources.vs_gsm8k import run
 
     root, config = work
     with interrupted_after(monkeypatch, run, "_summary"):
@@ -171,7 +171,7 @@ def test_a_request_the_engine_fails_on_is_rejected_with_its_reason(ray_local, wo
     do not fit, vLLM raises on their batch, and each is then sent alone: those that fail alone too are
     rejected as engine_error with vLLM's reason in the log, and the run goes on to its target."""
     from vs_sonar_dataset.engines.ray_generate import backend_factory
-    from vs_sonar_dataset.generate.run import run_generate
+    from vs_sonar_dataset.sources.vs_gsm8k.run import run_generate
 
     _, config = work
     tight = config.model_copy(update={"max_model_len": 1000})
@@ -188,7 +188,7 @@ def test_a_model_folder_that_is_not_there_is_one_line(ray_local, work, tmp_path)
     """The vLLM actors meet it while loading: the run ends with the backend's own one-line error, once, and
     writes no shard."""
     from vs_sonar_dataset.engines.ray_generate import backend_factory
-    from vs_sonar_dataset.generate.run import run_generate
+    from vs_sonar_dataset.sources.vs_gsm8k.run import run_generate
 
     _, config = work
     missing = config.model_copy(update={"model": str(tmp_path / "no-model")})

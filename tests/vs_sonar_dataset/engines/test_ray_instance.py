@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from vs_sonar_dataset.core.envs import REPO_ROOT
 from vs_sonar_dataset.engines.ray_instance import AUTH_MODE, RunInstance
-from vs_sonar_dataset.envs import REPO_ROOT
 
 from .conftest import answers
 

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
+from vs_sonar_dataset.core.envs import REPO_ROOT
 from vs_sonar_dataset.engines.ray_instance import AUTH_MODE
-from vs_sonar_dataset.envs import REPO_ROOT
 
 from .conftest import answers, needs_ray_and_embed
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vs_sonar_dataset.errors import ShardError, UserError
-from vs_sonar_dataset.settings import parse_table
-from vs_sonar_dataset.shards import MANIFEST, read_manifest, read_table
+from vs_sonar_dataset.core.errors import ShardError, UserError
+from vs_sonar_dataset.core.settings import parse_table
+from vs_sonar_dataset.core.shards import MANIFEST, read_manifest, read_table
 from vs_sonar_dataset.sources import preference_prompts as pp
 from vs_sonar_dataset.sources.base import SourceContext
 

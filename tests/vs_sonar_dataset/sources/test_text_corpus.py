@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vs_sonar_dataset.errors import ShardError, UserError
-from vs_sonar_dataset.settings import parse_table
-from vs_sonar_dataset.shards import MANIFEST, read_manifest, read_table
+from vs_sonar_dataset.core.errors import ShardError, UserError
+from vs_sonar_dataset.core.settings import parse_table
+from vs_sonar_dataset.core.shards import MANIFEST, read_manifest, read_table
+from vs_sonar_dataset.core.textnorm import text_id
 from vs_sonar_dataset.sources import text_corpus as tc
 from vs_sonar_dataset.sources.base import SourceContext
-from vs_sonar_dataset.textnorm import text_id
 
 
 def words(texts):
