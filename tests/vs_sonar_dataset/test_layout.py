@@ -72,3 +72,14 @@ def test_the_public_api_keeps_its_import_paths():
         """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_pytest_collects_every_test_folder():
+    """pytest skips folders whose names match norecursedirs (by default `build`, the build stage's tests)."""
+    import fnmatch
+    import tomllib
+
+    skipped = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"][
+        "norecursedirs"]
+    folders = {p.name for p in (REPO_ROOT / "tests").rglob("*") if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders and not {f for f in folders for pattern in skipped if fnmatch.fnmatch(f, pattern)}
