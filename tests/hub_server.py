@@ -275,6 +275,23 @@ class HubStore:
             self._write_meta(repo_type, repo_id, meta)
             return record
 
+    def add_repo(self, repo_type: str, repo_id: str, files: dict[str, bytes], author: str) -> dict:
+        """A public repo holding `files` in one commit after the initial one, written directly (seeding, no HTTP);
+        LFS by the same rule as preupload."""
+        patterns = _lfs_patterns(INITIAL_GITATTRIBUTES)
+        with self.lock:
+            self.create_repo(repo_type, repo_id, False, author)
+            meta = self.repo_meta(repo_type, repo_id)
+            entries = dict(self.commit(repo_type, repo_id, meta["branches"]["main"])["files"])
+            for path, data in sorted(files.items()):
+                lfs = len(data) >= LFS_SIZE_THRESHOLD or b"\0" in data[:512] or _matches(path, patterns)
+                entries[path] = self.file_entry(data, lfs)
+            record = self._write_commit(repo_type, repo_id, meta["branches"]["main"], entries, "Add files", "",
+                                        author)
+            meta["branches"]["main"] = record["id"]
+            self._write_meta(repo_type, repo_id, meta)
+            return record
+
     def create_branch(self, repo_type, repo_id, branch: str, start: dict) -> None:
         with self.lock:
             meta = self.repo_meta(repo_type, repo_id)
@@ -945,6 +962,22 @@ class HubServer:
     def read_file(self, repo_id: str, path: str, repo_type: str = "dataset", revision: str = "main") -> bytes:
         return self.store.blob_path(self.files(repo_id, repo_type, revision)[path]["sha256"]).read_bytes()
 
+    def seed(self, folder) -> list[str]:
+        """Every FOLDER/<type>s/<namespace>/<name>/ as a repo of that type holding the folder's files, unless the
+        repo exists already (a restarted server keeps its root). Returns the repo ids added."""
+        added = []
+        for type_dir in sorted(Path(folder).iterdir()):
+            if type_dir.name not in REPO_TYPES:
+                continue
+            for repo_dir in sorted(p for p in type_dir.glob("*/*") if p.is_dir()):
+                repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
+                if self.store.repo_meta(REPO_TYPES[type_dir.name], repo_id) is None:
+                    files = {p.relative_to(repo_dir).as_posix(): p.read_bytes() for p in repo_dir.rglob("*")
+                             if p.is_file()}
+                    self.store.add_repo(REPO_TYPES[type_dir.name], repo_id, files, repo_id.split("/")[0])
+                    added.append(repo_id)
+        return added
+
     def create_repo(self, repo_id: str, repo_type: str = "dataset", private: bool = False) -> None:
         """Create a repo directly (owner = its namespace), bypassing HTTP."""
         self.store.create_repo(repo_type, repo_id, private, repo_id.split("/")[0])
@@ -957,8 +990,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: pick a free one)")
     parser.add_argument("--root", required=True, help="directory holding repos and blobs (kept across runs)")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--seed", action="append", default=[], metavar="DIR",
+                        help="serve each DIR/<type>s/<namespace>/<name>/ as a public repo (repeatable)")
     args = parser.parse_args(argv)
     hub = HubServer(args.root, port=args.port, verbose=args.verbose)
+    for folder in args.seed:
+        hub.seed(folder)
     print(f"endpoint {hub.endpoint}", flush=True)
     for role, (token, user, access) in hub.token_table.items():
         print(f"token {role}: {token} (user {user}, {access})", flush=True)

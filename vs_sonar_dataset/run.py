@@ -30,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+import tomli_w
+
 from .build.release import RELEASE_MANIFEST
-from .core.config import config_of, parse_document, table_digest
+from .core.config import config_of, parse_document, table_digest, with_overrides
 from .core.console import StageConsole
 from .core.envs import REPO_ROOT, python_for
 from .core.errors import CHECKS_FAILED_EXIT, UserError
@@ -61,7 +63,7 @@ def fixture_environments() -> dict[str, str]:
 
 class Runner:
     def __init__(self, config_path, run_dir, gsm8k: str | None = None, verbose: bool = False,
-                 engine: str = "local", address: str | None = None):
+                 engine: str = "local", address: str | None = None, overrides: list[str] | None = None):
         """engine, address: for the stages that take --engine (the same files either way, so the engine is not
         part of what a stage's output is made from)."""
         self.run_dir = Path(run_dir).resolve()
@@ -75,6 +77,7 @@ class Runner:
         self.engine, self.address = engine, address
         self.engine_flags = engine_flags(engine, address)
         self.ray_instance = None  # the run's own local Ray instance (--engine ray without --address)
+        self.overrides = list(overrides or [])  # --set TABLE.KEY=VALUE, applied to the file's tables
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
@@ -86,7 +89,10 @@ class Runner:
         text = self.source.read_text().replace("{run_dir}", str(self.run_dir))
         check_output_dir(self.run_dir, "run")
         document = parse_document(text, str(self.source))  # every table checked before the run folder changes
-        self.config = config_of(document, str(self.source))
+        if self.overrides:  # the run folder's copy holds the values the stages read
+            document = with_overrides(document, self.overrides, str(self.source))
+            text = tomli_w.dumps(document)
+        self.config = config_of(document, f"{self.source}{' with --set' if self.overrides else ''}")
         self.resolve_gsm8k(document.get("source", {}))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
@@ -276,6 +282,10 @@ def add_arguments(parser):
                         "stages whose settings and inputs are unchanged are skipped)")
     parser.add_argument("--gsm8k", help="vs_gsm8k source: a local GSM8K folder or file instead of the "
                         "configuration's `gsm8k`")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", dest="overrides",
+                        help="override one key of the configuration without editing the file (repeatable); the "
+                        "value as TOML reads it, e.g. --set 'build.configs={\"100\" = 100}'; a number picks an "
+                        "entry of a list of tables: --set source.sources.2.max_pairs=1000")
     add_engine_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show every stage's whole output (engine start-up logs included), not only its "
@@ -289,7 +299,7 @@ def main(args) -> int:
 
         preflight()
     runner = Runner(args.config, args.out, args.gsm8k, verbose=getattr(args, "verbose", False),
-                    engine=args.engine, address=args.address)
+                    engine=args.engine, address=args.address, overrides=args.overrides)
     up_to_date = runner.run()
     release = runner.run_dir / "release"
     from .verify.checks import REPORT

@@ -11,6 +11,7 @@
 know, an unknown key, a wrong type or a value out of range is one line naming the table and the key.
 """
 
+import copy
 import hashlib
 import json
 import tomllib
@@ -183,6 +184,35 @@ def parse_assignment(text: str) -> tuple[str, object]:
     if set(parsed) != {"v"}:  # a value with a line break would set other keys
         raise UserError(f"--set {text!r}: one value per --set, on one line")
     return key.strip(), parsed["v"]
+
+
+def with_overrides(document: dict, assignments: list[str], where: str) -> dict:
+    """The document with each `TABLE.KEY=VALUE` of `vs-sonar run --set` applied, in order: dotted keys walk
+    tables (a missing one is added), a number picks an entry of a list of tables
+    (`source.sources.2.max_pairs=1000`), and the last key is set. The file itself is never changed; the tables
+    are checked again as a whole."""
+    import tomli_w  # the run's copy of the file is written back as TOML
+
+    document = copy.deepcopy(document)
+    for text in assignments:
+        key, value = parse_assignment(text)
+        *path, last = key.split(".")
+        if not path:
+            raise UserError(f"--set {text!r}: name the table too, such as build.seed=1")
+        node = document
+        for depth, part in enumerate(path):
+            if isinstance(node, list):
+                if not (part.isdigit() and int(part) < len(node)):
+                    raise UserError(f"--set {text!r}: {'.'.join(path[:depth])} has entries 0 to {len(node) - 1}")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise UserError(f"--set {text!r}: {'.'.join(path[:depth + 1])} is a value, not a table")
+        if isinstance(node, list):
+            raise UserError(f"--set {text!r}: {'.'.join(path)} is a list of tables; pick an entry by its number")
+        node[last] = value
+    return parse_document(tomli_w.dumps(document), f"{where} with --set")
 
 
 def add_config_arguments(parser, table: str, config_flag: bool = True) -> None:

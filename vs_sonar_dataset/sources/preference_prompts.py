@@ -1,5 +1,5 @@
 """The prompts of preference-pair datasets (HH-RLHF, UltraFeedback, Stack-Exchange-Preferences, ...) as
-candidates: one row per distinct first user message.
+candidates: one row per distinct prompt (by default the first user message of the pair).
 
 Each entry of `sources` is a Hub dataset (`dataset`, `dataset_config`, `split`, streamed, so that `max_pairs`
 does not download everything) or local .jsonl/.parquet `files` read in the order given, or
@@ -18,11 +18,18 @@ A row is one pair. Its prompt messages come from the first of these fields it ha
   question  a string: Stack-Exchange-Preferences' Hub rows, a question with its ranked `answers` (the pairs);
           the question is the user message, and the row counts as one pair.
 A row with none of these fields is an error naming the file and line (or the dataset and row number).
-The prompt text is the FIRST message whose role is "user", exactly as stored: its id is the first 16 hex
-digits of md5 of its UTF-8 bytes, with no stripping or other normalization, as users of these datasets key
-prompts. Pairs are dropped and counted when their prompt messages are not a list of role/content strings
-(`malformed`), hold no user message (`no_user_message`) or a first user message that is empty or only
-whitespace (`empty_message`).
+A Stack Exchange question is HTML: its text is taken without the markup (block elements become line breaks,
+entities are decoded).
+
+The prompt text is the FIRST message whose role is "user" (`prompt_turn = "first"`, the default: in a
+multi-turn conversation it says what the conversation is about, and it is the message users of these datasets
+key prompts by), or the LAST one, the turn that `chosen` and `rejected` answer (`prompt_turn = "last"`); the
+other turns stay in `prefix`. Surrounding whitespace is removed (a prompt padded with a line break is the same
+prompt; inner whitespace is kept). Its id is the first 16 hex digits of md5 of that text's UTF-8 bytes. Pairs
+are dropped and counted when their prompt messages are not a list of role/content strings (`malformed`), hold
+no user message (`no_user_message`), end with another role's turn, so that the pair answers no user turn
+(`last_turn_not_user`: a `prefix` that ends with an assistant turn), or the prompt is empty or only whitespace
+(`empty_message`).
 
 Candidate columns: id (string), text (string, the first user message), source (string, the `name` of the first
 source it was seen in), prefix (string, JSON of the prompt messages of its first pair: sorted keys, not
@@ -31,9 +38,10 @@ the sorted distinct source names it appears in). Rows come in order of first occ
 configured). All distinct prompts are held in memory until the end (pair_count needs every pair): cap large
 sources with max_pairs.
 
-Stats (manifest and summary.json): pairs_read {name: n}, pairs_kept, duplicate_pairs (kept pairs whose first
-message an earlier pair had), rows, rows_first_seen {name: n}, dropped {malformed, no_user_message,
-empty_message}, capped [names of sources that had more pairs than max_pairs].
+Stats (manifest and summary.json): pairs_read {name: n}, pairs_kept, duplicate_pairs (kept pairs whose prompt
+an earlier pair had), multi_turn (kept pairs with more than one user turn), padded (kept pairs whose prompt had
+surrounding whitespace), rows, rows_first_seen {name: n}, dropped {malformed, no_user_message,
+last_turn_not_user, empty_message}, capped [names of sources that had more pairs than max_pairs].
 
 Resuming: an output that is complete, with the same configuration and local inputs, is left alone; an
 incomplete one is removed and redone from the start; a complete output of another configuration is refused.
@@ -44,6 +52,7 @@ import hashlib
 import json
 import re
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -66,7 +75,7 @@ SAMPLE_PREFIX = "preference-sample/"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "preference_sample"
 SAMPLE_NAMES = ("hh_rlhf_style", "ultrafeedback_style", "stack_exchange_style")
 SHARD_ROWS = 4096
-REASONS = ("malformed", "no_user_message", "empty_message")
+REASONS = ("malformed", "no_user_message", "last_turn_not_user", "empty_message")
 
 
 class PreferenceSource(Table):
@@ -97,6 +106,9 @@ class PreferenceSource(Table):
 class Config(SourceConfig):
     kind: Literal["preference_prompts"] = "preference_prompts"
     sources: list[PreferenceSource] = Field(min_length=1)
+    # which user turn of a multi-turn pair is the prompt: the first (what the conversation is about) or the last
+    # (the turn chosen and rejected answer)
+    prompt_turn: Literal["first", "last"] = "first"
 
     @field_validator("sources")
     @classmethod
@@ -156,20 +168,54 @@ def prompt_messages(row: dict, where: str) -> list | None:
             return _through_last_user(turns) if turns else None
         return _through_last_user(chosen) if isinstance(chosen, list) else None
     if "question" in row:
-        return [{"role": "user", "content": row["question"]}] if isinstance(row["question"], str) else None
+        question = row["question"]
+        return [{"role": "user", "content": html_text(question)}] if isinstance(question, str) else None
     raise UserError(f"{where}: a pair needs a `prefix` (messages), a `prompt` (string), a `chosen` (messages or "
                     f"HH-RLHF text) or a `question` (string) field; this row has {sorted(row)}")
 
 
-def first_user_message(messages) -> tuple[str | None, str | None]:
-    """(text, None) or (None, the reason the pair is dropped)."""
+class _HtmlText(HTMLParser):
+    """The text of an HTML fragment: block elements end lines, entities are decoded (convert_charrefs)."""
+    BLOCKS = {"p", "br", "div", "li", "pre", "blockquote", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "ul",
+              "ol", "table"}
+
+    def __init__(self):
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.handle_endtag(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+
+def html_text(html: str) -> str:
+    """A Stack Exchange question without its markup: one line per block, no blank runs, no trailing spaces."""
+    parser = _HtmlText()
+    parser.feed(html)
+    parser.close()
+    lines = [line.rstrip() for line in "".join(parser.parts).split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def prompt_turn(messages, turn: str = "first") -> tuple[str | None, str | None]:
+    """(the prompt turn as stored: the first or the last user turn, None) or (None, the reason the pair is
+    dropped)."""
     if not isinstance(messages, list) or not all(
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in messages):
         return None, "malformed"
-    text = next((m["content"] for m in messages if m["role"] == "user"), None)
-    if text is None:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    if not users:
         return None, "no_user_message"
+    if messages[-1]["role"] != "user":
+        return None, "last_turn_not_user"
+    text = users[0] if turn == "first" else users[-1]
     if not text.strip():
         return None, "empty_message"
     return text, None
@@ -258,7 +304,8 @@ def source_rows(source: PreferenceSource) -> Iterator[tuple[str, dict]]:
 
 def empty_stats(config: Config) -> dict:
     names = [s.name for s in config.sources]
-    return {"pairs_read": {n: 0 for n in names}, "pairs_kept": 0, "duplicate_pairs": 0, "rows": 0,
+    return {"pairs_read": {n: 0 for n in names}, "pairs_kept": 0, "duplicate_pairs": 0, "multi_turn": 0,
+            "padded": 0, "rows": 0,
             "rows_first_seen": {n: 0 for n in names}, "dropped": {reason: 0 for reason in REASONS}, "capped": []}
 
 
@@ -275,11 +322,14 @@ def collect(config: Config, stats: dict, progress: bool = False) -> dict[str, di
                 stats["pairs_read"][source.name] += 1
                 bar.update()
                 messages = prompt_messages(row, where)
-                text, reason = first_user_message(messages)
+                stored, reason = prompt_turn(messages, config.prompt_turn)
                 if reason is not None:
                     stats["dropped"][reason] += 1
                     continue
+                text = stored.strip()
                 stats["pairs_kept"] += 1
+                stats["multi_turn"] += sum(m["role"] == "user" for m in messages) > 1
+                stats["padded"] += text != stored
                 entry = found.get(text)
                 if entry is None:
                     found[text] = {"text": text, "source": source.name, "pair_count": 1, "sources": {source.name},
@@ -402,10 +452,10 @@ def card(config: Config, stats: dict) -> CardInfo:
                   "pairs without a usable user message were dropped.")
     if any(s.files for s in config.sources):
         counts += " Some prompts come from local files, whose license the publisher must state."
-    description = ("The first user message of each preference pair (chosen/rejected) of "
+    description = (f"The {config.prompt_turn} user message of each preference pair (chosen/rejected) of "
                    f"{'; '.join(_origin(s, stats) for s in config.sources)}, once per distinct message (keyed by "
-                   "md5 of the exact text), with the prompt messages of its first pair, how many pairs share it "
-                   f"and in which sources.{counts}")
+                   "md5 of the text without surrounding whitespace), with the prompt messages of its first pair, "
+                   f"how many pairs share it and in which sources.{counts}")
     entries: list[dict] = []
     for source in config.sources:
         entry = _dataset_entry(source)
@@ -414,19 +464,22 @@ def card(config: Config, stats: dict) -> CardInfo:
     return CardInfo(
         title="Preference-pair prompts with text embeddings", description=description,
         tags=["preference-prompts", "prompts", "rlhf"], datasets=entries, task_categories=["feature-extraction"],
-        fields={"id": "string | first 16 hex digits of md5 of the exact message text; unique",
-                "text": "string | the first user message of the pairs",
+        fields={"id": "string | first 16 hex digits of md5 of the text; unique",
+                "text": f"string | the {config.prompt_turn} user message of the pairs, without surrounding "
+                        "whitespace (Stack Exchange questions without their HTML markup)",
                 "source": "string | the source it was first seen in",
                 "prefix": "string | JSON of the prompt messages of its first pair (the conversation before the "
                           "answers)",
-                "pair_count": "int64 | pairs across all sources whose first user message this is",
+                "pair_count": "int64 | pairs across all sources whose prompt this is",
                 "sources": "list of string | the sources it appears in"},
         method=["**Prompts**: every pair of "
                 + "; ".join(f"`{s.name}`" + (f" (first {s.max_pairs:,} pairs)" if s.max_pairs else "")
                             for s in config.sources)
-                + " is read in order; its first user message is the prompt, kept exactly as written. Pairs "
-                  "without one are dropped and counted; repeated prompts become one row that counts its pairs."],
+                + f" is read in order; its {config.prompt_turn} user message is the prompt, without surrounding "
+                  "whitespace. Pairs without one, or whose last turn is not a user turn, are dropped and "
+                  "counted; repeated prompts become one row that counts its pairs."],
         limitations=["Prompts are users' messages as the source datasets hold them: they can be offensive, "
                      "personal or wrong, and are not filtered for that here.",
-                     "Only the first user message is embedded; later turns are in `prefix`, not in the vector.",
+                     f"Only the {config.prompt_turn} user message is embedded; the other turns are in `prefix`, "
+                     "not in the vector.",
                      "A source read up to `max_pairs` is a prefix of it, not a random sample."])

@@ -3,7 +3,8 @@ digest that keys a stage's output follows its table's settings and nothing else.
 
 import pytest
 
-from vs_sonar_dataset.core.config import TABLES, load_config, load_table, parse_assignment, table_digest
+from vs_sonar_dataset.core.config import (TABLES, config_of, load_config, load_table, parse_assignment,
+                                         read_document, table_digest, with_overrides)
 from vs_sonar_dataset.core.envs import REPO_ROOT
 from vs_sonar_dataset.core.errors import UserError
 
@@ -86,3 +87,25 @@ def test_digest_follows_the_settings_defaults_included(tmp_path):
     explicit = load_table(write(tmp_path, {"dedup": "threshold = 0.95"}), "dedup")
     other = load_table(write(tmp_path, {"dedup": "threshold = 0.9"}), "dedup")
     assert table_digest(plain) == table_digest(explicit) != table_digest(other)
+
+
+def test_run_overrides_set_keys_in_tables_and_in_lists_of_tables():
+    path = REPO_ROOT / "configs" / "preference_minilm.toml"
+    document = read_document(path)
+    changed = with_overrides(document, ['build.configs={"100" = 100, "200" = 200}', "source.sources.2.max_pairs=50",
+                                        "build.map.seed=7", "dedup.threshold=0.9"], str(path))
+    config = config_of(changed, "x")
+    assert config["build"].configs == {"100": 100, "200": 200} and config["build"].map.seed == 7
+    assert config["source"].sources[2].max_pairs == 50 and config["dedup"].threshold == 0.9
+    assert read_document(path) == document  # the file and the given document are left as they were
+
+
+@pytest.mark.parametrize("assignment,message", [
+    ("seed=1", "name the table too"), ("source.sources.3.max_pairs=1", "entries 0 to 2"),
+    ("source.sources.max_pairs=1", "pick an entry by its number"), ("build.seed.x=1", "build.seed is a value"),
+    ("nosuch.key=1", "unknown table"), ("build", "expected KEY=VALUE")])
+def test_run_override_mistakes_are_one_line(assignment, message):
+    path = REPO_ROOT / "configs" / "preference_minilm.toml"
+    with pytest.raises(UserError, match=message) as error:
+        with_overrides(read_document(path), [assignment], str(path))
+    assert "\n" not in str(error.value)

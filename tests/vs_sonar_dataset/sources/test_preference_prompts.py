@@ -46,6 +46,8 @@ HH_ROWS = [
     {"prefix": {"messages": [user("   "), bot("?"), user("Sorry, I meant to ask about tides.")]}},
     {"prefix": "not a message list", "chosen": "x", "rejected": "y"},
     {"prefix": {"messages": [{"role": "user", "content": None}]}},
+    # a prefix that ends with the assistant: the pair answers no user turn
+    {"prefix": {"messages": [user("Where is Lima?"), bot("In Peru.")]}, "chosen": [bot("Yes.")], "rejected": []},
 ]
 UF_ROWS = [
     {"prompt": HAIKU, "chosen": [user(HAIKU), bot("Grey sky...")], "rejected": [user(HAIKU), bot("Rain.")]},
@@ -102,9 +104,11 @@ def test_first_user_messages_across_shapes_and_sources(pairs, tmp_path):
     assert json.loads(haiku["prefix"]) == [user(HAIKU)]
     assert (by_text[REBASE]["pair_count"], by_text[REBASE]["sources"]) == (2, ["stack-exchange"])
     assert manifest.stats == {
-        "pairs_read": {"hh-rlhf": 8, "ultrafeedback": 3, "stack-exchange": 3}, "pairs_kept": 9,
-        "duplicate_pairs": 4, "rows": 5, "rows_first_seen": {"hh-rlhf": 3, "ultrafeedback": 1, "stack-exchange": 1},
-        "dropped": {"malformed": 2, "no_user_message": 1, "empty_message": 2}, "capped": ["stack-exchange"]}
+        "pairs_read": {"hh-rlhf": 9, "ultrafeedback": 3, "stack-exchange": 3}, "pairs_kept": 9,
+        "duplicate_pairs": 4, "multi_turn": 3, "padded": 0, "rows": 5,
+        "rows_first_seen": {"hh-rlhf": 3, "ultrafeedback": 1, "stack-exchange": 1},
+        "dropped": {"malformed": 2, "no_user_message": 1, "last_turn_not_user": 1, "empty_message": 2},
+        "capped": ["stack-exchange"]}
     assert manifest.complete and manifest.text_column == "text"
     assert json.loads((tmp_path / "out" / pp.SUMMARY).read_text())["capped"] == ["stack-exchange"]
 
@@ -115,15 +119,27 @@ def test_a_cap_that_is_not_reached_is_not_reported(pairs, tmp_path):
     assert "Never read either." in read_table(tmp_path / "out").column("text").to_pylist()
 
 
-def test_messages_are_keyed_exactly_as_stored(tmp_path):
+def test_prompts_are_keyed_without_surrounding_whitespace(tmp_path):
+    """A prompt padded with spaces or line breaks (UltraFeedback has some) is the same prompt; case and inner
+    whitespace still tell prompts apart."""
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hello there"}, {"prompt": "Hello there "},
-                                              {"prompt": "hello there"}, {"prompt": "Hello there"}])
-    pp.run(parse_table(pp.Config, {"sources": [{"name": "p", "files": [path]}]}, "[source]"), tmp_path / "out",
-           CONTEXT)
+                                              {"prompt": "hello there"}, {"prompt": "\nHello there\n"},
+                                              {"prompt": "Hello  there"}])
+    manifest = pp.run(parse_table(pp.Config, {"sources": [{"name": "p", "files": [path]}]}, "[source]"),
+                      tmp_path / "out", CONTEXT)
     rows = read_table(tmp_path / "out").to_pylist()
-    assert [(r["text"], r["pair_count"]) for r in rows] == [("Hello there", 2), ("Hello there ", 1),
-                                                            ("hello there", 1)]
-    assert rows[0]["id"] == hashlib.md5(b"Hello there").hexdigest()[:16]
+    assert [(r["text"], r["pair_count"]) for r in rows] == [("Hello there", 3), ("hello there", 1),
+                                                            ("Hello  there", 1)]
+    assert rows[0]["id"] == hashlib.md5(b"Hello there").hexdigest()[:16] and manifest.stats["padded"] == 2
+
+
+def test_the_last_user_turn_is_the_prompt_when_asked(pairs, tmp_path):
+    pp.run(config(pairs, prompt_turn="last"), tmp_path / "out", CONTEXT)
+    texts = read_table(tmp_path / "out").column("text").to_pylist()
+    assert texts[:4] == ["And for a soft yolk?", "Tell me a joke about cats.", "What about quail eggs?",
+                         "And its population?"]
+    with pytest.raises(UserError, match="prompt_turn"):
+        config(pairs, prompt_turn="middle")
 
 
 def test_hh_raw_prompt_strings_are_split_into_turns():
@@ -147,6 +163,14 @@ def test_an_unknown_row_shape_names_the_file_and_line(tmp_path):
     cfg = parse_table(pp.Config, {"sources": [{"name": "odd", "files": [path]}]}, "[source]")
     with pytest.raises(UserError, match=r"odd\.jsonl:2: a pair needs a `prefix`.*\['body', 'title'\]"):
         pp.run(cfg, tmp_path / "out", CONTEXT)
+
+
+def test_stack_exchange_html_questions_become_plain_text():
+    html = ("<p>How do I undo a commit &amp; keep my changes?</p>\n\n<pre><code>git reset --soft HEAD~1\n"
+            "</code></pre>\n<p>I tried <code>git revert</code>.</p>\n")
+    assert pp.prompt_messages({"question": html}, "x") == [
+        user("How do I undo a commit & keep my changes?\n\ngit reset --soft HEAD~1\n\nI tried git revert.")]
+    assert pp.html_text("no markup at all") == "no markup at all"
 
 
 def test_stack_exchange_questions_are_user_messages(tmp_path):
