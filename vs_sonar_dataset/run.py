@@ -3,7 +3,8 @@ each stage in its own environment.
 
 RUN_DIR/
     config.toml          the configuration, with {run_dir} resolved (a later call may bring an edited one)
-    run.json             each stage's status, seconds, log, and what its output was made from
+    run.json             each stage's status, seconds, peak memory (its own process and the processes it waited
+                         for; not Ray's actors), log, and what its output was made from
     logs/{stage}.log     everything the stage printed
     logs/ray.log         Ray's lines, when the run starts its own Ray instance (--engine ray without --address)
     fixtures/            models built locally when [run] fixtures asks for them, before the first stage
@@ -23,6 +24,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import shutil
 import subprocess
@@ -156,9 +158,10 @@ class Runner:
                 return "release files changed since the last verify"
         return None
 
-    def execute(self, name: str, environment: str | None, args: list[str], ok_codes=(0,)) -> float:
-        """Run one command in its environment. All it prints goes to logs/{name}.log; the terminal shows its
-        progress bar and its last line (everything with --verbose)."""
+    def execute(self, name: str, environment: str | None, args: list[str], ok_codes=(0,)) -> tuple[float, int]:
+        """Run one command in its environment; returns its seconds and its peak resident memory in MiB. All it
+        prints goes to logs/{name}.log; the terminal shows its progress bar and its last line (everything with
+        --verbose)."""
         cmd = [python_for(environment), "-m", "vs_sonar_dataset.cli", *args]
         log_path = self.run_dir / "logs" / f"{name}.log"
         console = StageConsole(sys.stdout, self.verbose)
@@ -169,15 +172,18 @@ class Runner:
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 logfile.write(chunk)
                 console.feed(chunk)
-            code = proc.wait()
+            _, status, usage = os.wait4(proc.pid, 0)  # wait4: the rusage of this command alone
+            code = proc.returncode = os.waitstatus_to_exitcode(status)
         last = console.close()
         seconds = time.time() - started
         if code not in ok_codes:
             self.record(name, status=f"failed (exit {code})", seconds=round(seconds, 1), log=f"logs/{name}.log")
             raise UserError(f"stage {name} failed (exit {code}){': ' + last if last else ''}; see {log_path}. "
                             "Fix the cause and run the same command again to resume")
-        console.line(f"stage {name}: done in {seconds:.0f} s{': ' + last if last else ''}")
-        return seconds
+        peak_mb = usage.ru_maxrss // 1024  # KiB on Linux
+        console.line(f"stage {name}: done in {seconds:.0f} s, peak {peak_mb / 1024:.1f} GiB"
+                     f"{': ' + last if last else ''}")
+        return seconds, peak_mb
 
     def fixtures(self) -> None:
         """Build the fixture models the configuration asks for, unless built already."""
@@ -232,13 +238,13 @@ class Runner:
             self.start_ray_instance(stop_at_exit, STAGES[index:])  # a stage on Ray that was current may run now
             if self.on_ray(stage) and self.ray_instance:  # it joins the instance (waits until it has started)
                 self.engine_flags = engine_flags(self.engine, self.ray_instance.address())
-            seconds = self.execute(stage.name, self.environment(stage), [stage.name, *stage.args(self)],
-                                   stage.ok_codes)
+            seconds, peak_mb = self.execute(stage.name, self.environment(stage), [stage.name, *stage.args(self)],
+                                            stage.ok_codes)
             if not self.path(stage.record).is_file():
                 self.record(stage.name, status="failed (no output)", seconds=round(seconds, 1))
                 raise UserError(f"stage {stage.name} ended without writing {self.path(stage.record)}; see "
                                 f"{self.run_dir / 'logs' / f'{stage.name}.log'}")
-            self.record(stage.name, status="done", seconds=round(seconds, 1),
+            self.record(stage.name, status="done", seconds=round(seconds, 1), peak_rss_mb=peak_mb,
                         output_sha256=sha256_file(self.path(stage.record)))
             ran.append(stage.name)
             if self.ray_instance and not any(self.on_ray(later) for later in STAGES[index + 1:]):
