@@ -43,11 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_repo_id(repo: str) -> None:
+    """A Hub repo id (namespace/name: letters, digits, '-', '_', '.'), else one line."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise UserError(f"--repo {repo!r}: not a Hub repo id ({str(e).splitlines()[0]})") from None
+    if repo.count("/") != 1:
+        raise UserError(f"--repo {repo!r}: expected NAMESPACE/NAME, such as org/vs-sonar")
+
+
 def run(args) -> int:
     from vs_sonar_dataset.build.card import render_card
     from vs_sonar_dataset.build.release import RELEASE_MANIFEST, build_release, build_settings
     from vs_sonar_dataset.verify.checks import summary, verify_release
 
+    check_repo_id(args.repo)  # before any work: the repo id goes into the card, and the push needs it
     if args.run:
         from vs_sonar_dataset.run import release_of_run
 

@@ -282,3 +282,13 @@ def test_transient_errors_are_found_behind_the_client_wrappers():
                              (httpx2.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'"), False)]:
         assert _transient(_hub_cause(error)) is transient, error
     assert _hub_cause(wrapped(RuntimeError(upload), PermissionError(13, "denied"))) is None  # a local fault
+
+
+@pytest.mark.parametrize("repo", ["my repo", "../../etc", "org/a/b", "vs-sonar"])
+def test_a_repo_id_that_is_not_one_is_refused_before_any_work(hub_server, verified_release, repo):
+    cmd = [sys.executable, "-m", "publish", "--out", str(verified_release), "--push", "--repo", repo]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **hub_server.env("write")},
+                            timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"publish: error: --repo {repo!r}")
+    assert hub_server.counts == {}  # nothing reached the Hub

@@ -367,9 +367,13 @@ def run(config: Config, out_dir, context: SourceContext) -> Manifest:
     finished = finished_output(out_dir, resolved)
     if finished is not None:
         return finished
-    writer = ShardWriter(out_dir, "candidates", resolved, schema=schema(config), text_column=TEXT_COLUMN)
     stats = empty_stats(config)
     found = collect(config, stats, context.progress)
+    if not found:  # an empty or all-blank input: nothing to embed is an error, not a complete output
+        dropped = ", ".join(f"{reason} {n}" for reason, n in stats["dropped"].items() if n) or "none"
+        raise UserError(f"source {KIND}: no prompts: {sum(stats['pairs_read'].values())} pairs read "
+                        f"({', '.join(f'{k} {v}' for k, v in stats['pairs_read'].items())}), dropped: {dropped}")
+    writer = ShardWriter(out_dir, "candidates", resolved, schema=schema(config), text_column=TEXT_COLUMN)
     table_schema = schema(config)
     entries = list(found.values())
     for start in range(0, len(entries), SHARD_ROWS):

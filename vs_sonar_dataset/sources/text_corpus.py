@@ -395,6 +395,10 @@ def run(config: Config, out_dir, context: SourceContext) -> Manifest:
         bar.close()
     if rows:
         writer.write(pa.Table.from_pylist(rows, schema=table_schema), copy.deepcopy(stats))
+    if stats["kept"] == 0:  # an empty or all-blank input: nothing to embed is an error, not a complete output
+        dropped = ", ".join(f"{reason} {n}" for reason, n in stats["dropped"].items() if n) or "none"
+        raise UserError(f"source {KIND}: no paragraphs: {stats['lines_read']} lines read, "
+                        f"{stats['paragraphs_read']} paragraphs, dropped: {dropped}")
     stats["max_rows_reached"] = filt.done
     manifest = writer.finish(stats)
     write_json_atomic(out_dir / SUMMARY, {"status": "complete", "rows": manifest.rows, "shards": len(manifest.shards),

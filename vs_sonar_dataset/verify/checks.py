@@ -159,8 +159,12 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     """Run every check; write verify_report.json (verify writes nothing else); return the report.
     pool_digests: digests of the pool rows collected while building (see build_release), else read from pool."""
     release = Path(release)
-    # before anything that can fail: a verify that stops early (a corrupt pool, Ctrl-C) must leave no report,
-    # or publish would push on the previous one
+    manifest = _read_release_manifest(release)
+    if pool is not None:
+        read_manifest(pool, "pool")  # a bad --pool is a user error before any work starts
+    # the inputs are there: the previous report goes now, so that a verify that stops from here on (a damaged
+    # file, Ctrl-C) leaves none for publish to push on; an input error above leaves it as it was (publish still
+    # compares it with the release's files)
     with suppress(FileNotFoundError, NotADirectoryError):
         (release / REPORT).unlink()
         log.debug("removed the previous %s", REPORT)
@@ -168,9 +172,6 @@ def verify_release(release, pool=None, model_checks: str = "existing", progress:
     import datasets
     from tqdm import tqdm
 
-    manifest = _read_release_manifest(release)
-    if pool is not None:
-        read_manifest(pool, "pool")  # a bad --pool is a user error before any work starts
     report = Report()
     dim = manifest["embedding_dim"]
     pool_columns = manifest.get("pool_columns")  # None: a release made before derived columns

@@ -314,3 +314,19 @@ def test_shipped_samples_hold_about_320_distinct_prompts_some_shared(tmp_path):
     assert any(len(json.loads(r["prefix"])) > 1 for r in rows if r["source"] == "hh_rlhf_style")
     assert all(set(manifest.stats["rows_first_seen"].values()))
     assert {d["license"] for d in pp.card(cfg, manifest.stats).datasets} == {"mit"}
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_an_empty_or_blank_input_is_an_error_not_a_complete_output(tmp_path, content):
+    (tmp_path / "empty.jsonl").write_text(content)
+    cfg = parse_table(pp.Config, {"sources": [{"name": "e", "files": [str(tmp_path / "empty.jsonl")]}]}, "[source]")
+    with pytest.raises(UserError, match=r"source preference_prompts: no prompts: 0 pairs read \(e 0\)"):
+        pp.run(cfg, tmp_path / "out", CONTEXT)
+    assert not (tmp_path / "out" / MANIFEST).exists()
+
+
+def test_pairs_that_all_drop_say_why(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "  "}, {"prefix": [bot("Hi")]}])
+    cfg = parse_table(pp.Config, {"sources": [{"name": "p", "files": [path]}]}, "[source]")
+    with pytest.raises(UserError, match=r"2 pairs read \(p 2\), dropped: no_user_message 1, empty_message 1"):
+        pp.run(cfg, tmp_path / "out", CONTEXT)

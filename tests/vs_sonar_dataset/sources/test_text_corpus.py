@@ -280,3 +280,13 @@ def test_shipped_sample_has_about_160_paragraphs_of_60_to_200_words(tmp_path):
     assert not any("@" in r["text"] or " ," in r["text"] for r in rows)
     assert manifest.stats["heading_lines"] > 40
     assert tc.card(cfg, manifest.stats).datasets[0]["license"] == "mit"
+
+
+@pytest.mark.parametrize("content", ["", "   \n\n \t\n"])
+def test_an_empty_or_blank_input_is_an_error_not_a_complete_output(corpus, tmp_path, content):
+    (tmp_path / "empty.txt").write_text(content)
+    with pytest.raises(UserError, match=r"source text_corpus: no paragraphs: \d+ lines read, 0 paragraphs"):
+        tc.run(config(corpus, splits=["train"], files={"train": [str(tmp_path / "empty.txt")]}), tmp_path / "out",
+               CONTEXT)
+    # no complete candidates for embed to take
+    assert not (tmp_path / "out" / MANIFEST).exists() or not read_manifest(tmp_path / "out").complete

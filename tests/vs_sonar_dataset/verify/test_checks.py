@@ -212,6 +212,19 @@ def test_a_verify_that_cannot_finish_leaves_no_report(small_pool, small_release,
     assert not (small_release / REPORT).exists()
 
 
+def test_an_input_error_leaves_the_previous_report_as_it_was(small_pool, small_release, tmp_path):
+    """A mistyped --pool or a release without release.json is refused before verify touches its report."""
+    assert verify_release(small_release, small_pool, progress=False)["passed"]
+    before = (small_release / REPORT).read_bytes()
+    result = _cli_verify(small_release, tmp_path / "no-such-pool")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "no-such-pool" in result.stderr
+    assert (small_release / REPORT).read_bytes() == before
+    (small_release / "release.json").rename(tmp_path / "release.json")
+    result = _cli_verify(small_release, small_pool)
+    assert result.returncode == 2 and "release.json" in result.stderr
+    assert (small_release / REPORT).read_bytes() == before
+
+
 def test_two_verifies_write_the_same_bytes(small_pool, small_release):
     import hashlib
 
