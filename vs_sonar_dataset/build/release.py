@@ -254,7 +254,7 @@ def build_settings(args):
     from ..core.config import load_table
 
     overrides = {"seed": getattr(args, "seed", None)}
-    if getattr(args, "sizes", None):
+    if getattr(args, "sizes", None) is not None:  # given, even empty: never the defaults in silence
         try:
             overrides["configs"] = dict(item.split("=", 1) for item in args.sizes.split(","))
         except ValueError:

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from .devices import Device
 from .errors import UserError
 from .plugins import encoder_plugin, encoders, source_plugin, sources
 from .settings import Table, parse_table
@@ -36,7 +37,8 @@ class DedupConfig(Table):
     method: Literal["exact", "ivf", "auto"] = "exact"  # ivf: approximate (faiss lists) for large pools on CPU;
     # auto: exact on cuda or up to 200k rows, else ivf
     threshold: float = Field(0.95, gt=0.0, le=1.0)  # cosine at or above which a row duplicates a kept row
-    device: str = "auto"  # where the similarity products run: auto (cuda when available) | cpu | cuda | cuda:N
+    # where the similarity products run: auto (cuda when available) | cpu | cuda | cuda:N
+    device: Device = "auto"
     block_rows: int = Field(16384, ge=1)  # kept vectors per matrix product
     ivf_lists: int = Field(1024, ge=1)  # ivf only: k-means lists over the kept rows
     ivf_probes: int = Field(24, ge=1)  # ivf only: lists scanned per row (more: higher recall, slower)

@@ -17,12 +17,14 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import Field
 
+from ..core.devices import Device
 from ..core.settings import Table
 
 
 class EncoderConfig(Table):
     kind: str
-    device: str = "auto"  # auto: cuda when available, else cpu
+    # auto: cuda when available, else cpu; the device names torch takes
+    device: Device = "auto"
     dtype: Literal["auto", "fp16", "bf16", "fp32"] = "auto"  # compute dtype; stored as fp32 either way
     tokens_per_batch: int = Field(16384, ge=1)  # padded tokens per encoder call (batch rows x longest row)
     max_batch_rows: int = Field(512, ge=1)

@@ -148,3 +148,12 @@ def test_published_config_keeps_no_local_paths():
               "paths": ["/data/gsm8k", "openai/gsm8k"], "seed": 3}
     assert without_local_paths(config) == {"embed": {"asset_dir": "<local>/tiny_sonar", "encoder": "tiny"},
                                            "paths": ["<local>/gsm8k", "openai/gsm8k"], "seed": 3}
+
+
+@pytest.mark.parametrize("sizes", ["", "1k", "a=1000,b"])
+def test_sizes_that_say_nothing_usable_are_refused_not_replaced_by_the_defaults(small_pool, tmp_path, sizes):
+    cmd = [sys.executable, "-m", "vs_sonar_dataset.cli", "build", str(small_pool), "--out", str(tmp_path / "rel"),
+           "--sizes", sizes]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 2 and f"--sizes {sizes!r}: expected NAME=SIZE" in result.stderr, result.stderr
+    assert not (tmp_path / "rel").exists()

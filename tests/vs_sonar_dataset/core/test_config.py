@@ -23,6 +23,8 @@ BAD = [  # (table, body, what the line must say)
     ("embed", 'kind = "sentence_transformers"', "[embed]: model: Field required"),
     ("embed", 'kind = "hf_auto"\nmodel = "m"\npooling = "max"', "[embed]: pooling: Input should be"),
     ("embed", 'kind = "sonar"\nencoder = "x"', "[embed]: encoder: unknown key"),
+    ("embed", 'kind = "sonar"\ndevice = "bad"', "[embed]: device: expected auto, cpu, mps, cuda or cuda:N (got 'bad')"),
+    ("dedup", 'device = "gpu0"', "[dedup]: device: expected auto, cpu, mps, cuda or cuda:N (got 'gpu0')"),
     ("dedup", "threshold = 1.5", "[dedup]: threshold: Input should be less than or equal to 1"),
     ("dedup", 'method = "hnsw"', "[dedup]: method: Input should be 'exact', 'ivf' or 'auto'"),
     ("dedup", "ivf_lists = 10\nivf_probes = 20", "ivf_probes (20) <= ivf_lists (10)"),
