@@ -41,7 +41,8 @@ def test_the_wikitext_recipe_rehearses_at_real_width(tmp_path):
     assert loaded.startswith("load_dataset('org/wikitext2-qwen3-embedding', '20') from the replica Hub: ")
     assert "; 2560-d;" in loaded, loaded
     vectors = json.loads((tmp_path / "wikitext" / "vectors" / "manifest.json").read_text())
-    assert vectors["encoder"]["name"] == "Qwen/Qwen3-Embedding-4B" and vectors["encoder"]["dim"] == 2560
+    encoder = vectors["config"]["encoder"]
+    assert encoder["name"] == "Qwen/Qwen3-Embedding-4B" and encoder["dim"] == 2560
     source = json.loads((tmp_path / "wikitext" / "candidates" / "summary.json").read_text())
     # every paragraph of the replica passed the recipe's 100-token floor, counted by the model's own tokenizer
     assert source["per_split"]["train"]["kept"] > 40 and source["dropped"]["too_short"] == 0
