@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embed environment (.venv-embed): SONAR (sonar-space) on fairseq2, which pins one exact torch build.
 # Runs `vs-sonar embed` and `vs-sonar model-check`, and the embed tests:
-#   .venv-embed/bin/python -m pytest tests/vs_sonar_dataset/embed tests/vs_sonar_dataset/dedup (scripts/test.sh lists them all)
+#   .venv-embed/bin/python -m pytest tests/vs_sonar_dataset/embed   (scripts/test.sh lists all of them)
 # The CUDA build of torch 2.9.1 also runs on CPU, so the same pins serve both variants. faiss-cpu backs the
 # approximate dedup (dedup_method = "ivf") used for large pools on CPU.
 # The other encoder plug-ins run here too: sentence-transformers (5.7 is the last release for transformers 4.x,

@@ -1,6 +1,6 @@
-"""Fixtures of the SONAR tests (embed, dedup, model checks, encoders): a tiny trained SONAR encoder/decoder pair (built once, cached between sessions
-under pytest's cache folder) and its training sentences; candidate shards of them come from
-vs_sonar_dataset.fixtures.candidates (shared with benchmarks/bench_embed.py).
+"""Fixtures of the SONAR tests (embed, dedup, model checks, encoders): a tiny trained SONAR encoder/decoder pair
+(built once, cached between test runs under pytest's cache folder) and its training sentences; candidate shards
+of them come from vs_sonar_dataset.fixtures.candidates (shared with benchmarks/bench_embed.py).
 
 The model tests need the embed environment (.venv-embed) and skip elsewhere.
 """

@@ -1,7 +1,8 @@
 """Fixtures of the generate tests: a tiny random-weight Llama (built once, cached under pytest's cache
 folder), a small GSM8K-format problem set and a config writer.
 
-The vLLM tests need the generate environment: .venv-generate/bin/python -m pytest tests/vs_sonar_dataset/sources/vs_gsm8k
+The vLLM tests need the generate environment:
+    .venv-generate/bin/python -m pytest tests/vs_sonar_dataset/sources/vs_gsm8k
 """
 
 import json
