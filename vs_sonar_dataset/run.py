@@ -88,13 +88,18 @@ class Runner:
     def prepare(self) -> None:
         if not self.source.is_file():
             raise UserError(f"{self.source}: configuration file not found")
-        text = self.source.read_text().replace("{run_dir}", str(self.run_dir))
+        try:
+            text = self.source.read_text(encoding="utf-8").replace("{run_dir}", str(self.run_dir))
+        except UnicodeDecodeError as e:
+            raise UserError(f"{self.source}: not UTF-8 text (byte {e.start}); save the configuration as UTF-8") \
+                from None
         check_output_dir(self.run_dir, "run")
         document = parse_document(text, str(self.source))  # every table checked before the run folder changes
         if self.overrides:  # the run folder's copy holds the values the stages read
             document = with_overrides(document, self.overrides, str(self.source))
             text = tomli_w.dumps(document)
         self.config = config_of(document, f"{self.source}{' with --set' if self.overrides else ''}")
+        self.check_fixture_names()  # before the run folder is made
         self.resolve_gsm8k(document.get("source", {}))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "logs").mkdir(exist_ok=True)
@@ -185,13 +190,18 @@ class Runner:
                      f"{': ' + last if last else ''}")
         return seconds, peak_mb
 
+    def check_fixture_names(self) -> None:
+        known = fixture_environments() if self.config["run"].fixtures else {}
+        for name in self.config["run"].fixtures:
+            if name not in known:
+                raise UserError(f"{self.source}: [run] fixtures: unknown fixture {name!r} "
+                                f"(known: {', '.join(sorted(known))})")
+
     def fixtures(self) -> None:
         """Build the fixture models the configuration asks for, unless built already."""
         settings = self.config["run"]
         known = fixture_environments() if settings.fixtures else {}
         for name in settings.fixtures:
-            if name not in known:
-                raise UserError(f"[run] fixtures: unknown fixture {name!r} (known: {', '.join(sorted(known))})")
             environment, module = known[name], f"vs_sonar_dataset.fixtures.{name}"
             out = self.run_dir / "fixtures" / name
             if (out / ".complete").exists():

@@ -89,3 +89,16 @@ def test_run_resumes_after_a_failure_then_reports_up_to_date(tmp_path):
     push = subprocess.run([sys.executable, "-m", "publish", "--run", str(run_dir), "--push", "--repo", "org/x"],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert push.returncode == 2 and "--allow-fixture-models" in push.stderr
+
+
+def test_an_unknown_fixture_or_a_file_that_is_not_utf8_is_refused_before_the_run_folder_exists(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text((REPO_ROOT / "configs" / "demo_preference.toml").read_text()
+                      .replace('fixtures = ["minilm"]', 'fixtures = ["minilm", "gpt5"]'))
+    result = vs_sonar_run(config, tmp_path / "run")
+    assert result.returncode == 2 and "unknown fixture 'gpt5'" in result.stderr and str(config) in result.stderr
+    assert not (tmp_path / "run").exists()
+    config.write_bytes(b"[run]\nfixtures = []\n# caf\xe9\n")
+    result = vs_sonar_run(config, tmp_path / "run")
+    assert result.returncode == 2 and f"{config}: not UTF-8 text" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
