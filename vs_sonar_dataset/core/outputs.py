@@ -16,6 +16,9 @@ MARKERS = {"candidates": "manifest.json", "vectors": "manifest.json", "pool": "m
 NOUNS = {"candidates": "candidates folder", "vectors": "vectors folder"}  # other kinds read as they are
 RUN_ENTRIES = {"config.toml", "run.json", "logs", "fixtures", "candidates", "vectors", "pool", "release",
                "release.partial"}
+# what build, model-check, verify and card write at the top of a release folder (build replaces the folder)
+RELEASE_ENTRIES = {"release.json", "README.md", "data", "stats", "map", "plots", "model_checks.json",
+                   "verify_report.json"}
 
 
 def describe_folder(path: Path) -> str:
@@ -35,12 +38,19 @@ def describe_folder(path: Path) -> str:
     return f"{len(names)} other entr{'y' if len(names) == 1 else 'ies'} ({shown})"
 
 
+def foreign_entries(path: Path, kind: str) -> list[str]:
+    """Entries of a run or release folder that no stage writes there (a user's own files): a stage that
+    replaces the folder would delete them."""
+    own = {"run": RUN_ENTRIES, "release": RELEASE_ENTRIES}.get(kind)
+    return sorted(p.name for p in path.iterdir() if p.name not in own) if own else []
+
+
 def _is_own(path: Path, kind: str) -> bool:
     marker = path / MARKERS[kind]
     if not marker.is_file():
         return False
-    if kind == "run":
-        return {p.name for p in path.iterdir()} <= RUN_ENTRIES
+    if kind in ("run", "release"):
+        return not foreign_entries(path, kind)
     if kind in ("candidates", "vectors", "pool"):
         try:
             return json.loads(marker.read_text()).get("kind") == kind
@@ -76,5 +86,10 @@ def check_output_dir(path, kind: str) -> Path:
     if not any(path.iterdir()) or _is_own(path, kind):
         return path
     noun = NOUNS.get(kind, kind)
+    foreign = foreign_entries(path, kind) if (path / MARKERS[kind]).is_file() else []
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise UserError(f"{path}: a {noun} that also holds {shown}, which no stage wrote and which would be lost; "
+                        "move it out, or write to a new or empty folder")
     raise UserError(f"{path}: holds {describe_folder(path)}, not a {noun}; write the {noun} to a new or empty "
                     "folder")

@@ -47,8 +47,22 @@ def test_a_run_folder_with_foreign_entries_is_not_a_run(tmp_path):
     (tmp_path / "config.toml").write_text("")
     check_output_dir(tmp_path, "run")
     (tmp_path / "holiday.jpg").write_text("")
-    with pytest.raises(UserError, match="not a run"):
+    with pytest.raises(UserError, match="a run that also holds holiday.jpg, which no stage wrote"):
         check_output_dir(tmp_path, "run")
+
+
+def test_a_release_holding_a_users_file_is_refused_before_build_and_the_file_stays(small_pool, small_release):
+    """Build replaces its output folder: a file of the user's inside an earlier release would be deleted."""
+    import subprocess
+    import sys
+
+    (small_release / "MY_NOTES.md").write_text("mine")
+    before = {p: p.read_bytes() for p in small_release.rglob("*") if p.is_file()}
+    result = subprocess.run([sys.executable, "-m", "vs_sonar_dataset.cli", "build", str(small_pool), "--out",
+                             str(small_release)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "also holds MY_NOTES.md, which no stage wrote" in result.stderr, result.stderr
+    assert {p: p.read_bytes() for p in small_release.rglob("*") if p.is_file()} == before
 
 
 def test_shard_writer_refuses_a_release_and_writes_nothing(small_release):
