@@ -31,8 +31,8 @@ from ..core.background import OrderedBackground
 from ..core.errors import UserError
 from ..core.outputs import check_output_dir
 from ..core.schema import embedding_matrix
-from ..core.shards import (ROW_GROUP_ROWS, parquet_options, read_manifest, sha256_file, write_json_atomic,
-                           write_parquet_atomic)
+from ..core.shards import (ROW_GROUP_ROWS, check_vectors, parquet_options, read_manifest, sha256_file,
+                           write_json_atomic, write_parquet_atomic)
 from .shuffle import iter_rows_in_order
 from .splits import SPLITS, make_plan, split_sizes
 from .stats import StatsAccumulator, stats_table
@@ -102,7 +102,10 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     pool = read_manifest(pool_dir, "pool")
     if not pool.complete:
         raise UserError(f"{pool_dir}: the pool is unfinished (the embed stage has not completed); resume it first")
+    if out_dir.resolve().is_relative_to(pool_dir.resolve()):
+        raise UserError(f"{out_dir}: inside the pool {pool_dir}; write the release to a folder of its own")
     check_output_dir(out_dir, "release")
+    check_vectors(pool_dir, pool)  # finite vectors of the pool's width, unique ids: before any work
     plan = make_plan(pool.rows, configs or DEFAULT_CONFIGS, seed)
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)

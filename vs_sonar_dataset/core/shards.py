@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from .errors import ShardError
+from .errors import ShardError, UserError
 from .outputs import check_output_dir
-from .schema import CANDIDATE_SCHEMA, pool_schema
+from .schema import CANDIDATE_SCHEMA, embedding_matrix, pool_schema
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -163,9 +164,19 @@ def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> Mani
 
 
 def check_schema(actual: pa.Schema, expected: pa.Schema, where: str) -> None:
-    if not actual.remove_metadata().equals(expected.remove_metadata()):
-        raise ShardError(f"{where}: schema does not match the {len(expected)}-field contract\n"
-                         f"  expected: {expected.remove_metadata()}\n  found:    {actual.remove_metadata()}")
+    """One line naming what differs (a column missing, extra, of another type or nullability, or the order)."""
+    actual, expected = actual.remove_metadata(), expected.remove_metadata()
+    if actual.equals(expected):
+        return
+    def describe(f: pa.Field) -> str:
+        return f"{f.type}{'' if f.nullable else ' not null'}"
+    found = {f.name: f for f in actual}
+    differences = [f"{f.name} missing" if f.name not in found else
+                   f"{f.name} is {describe(found[f.name])}, not {describe(f)}"
+                   for f in expected if f.name not in found or not found[f.name].equals(f)]
+    differences += [f"{name} not expected" for name in found if name not in expected.names]
+    shown = "; ".join(differences[:3]) + ("; …" if len(differences) > 3 else "") or "the columns are in another order"
+    raise ShardError(f"{where}: schema does not match the {len(expected)}-field contract: {shown}")
 
 
 def _checked_shards(directory: Path, kind: str | None) -> Iterator[tuple[Path, pq.ParquetFile, Manifest]]:
@@ -202,6 +213,29 @@ def iter_shards(directory: str | os.PathLike, kind: str | None = None) -> Iterat
         with _naming_unreadable(path):
             table = parquet.read()
         yield table
+
+
+def check_vectors(directory: Path, manifest: Manifest) -> None:
+    """The contract of a vectors or pool folder, which dedup and build check before any work, one shard in
+    memory at a time: every vector of the manifest's width and finite, every id once. The stages write no
+    other (embed drops broken vectors); an edited or foreign folder is refused here, naming the file and the
+    row, instead of being carried into the next stage's output."""
+    seen: set[str] = set()
+    for entry, table in zip(manifest.shards, iter_shards(directory, manifest.kind)):
+        where = Path(directory) / entry["file"]
+        width = table.schema.field("embedding").type.list_size
+        if width != manifest.embedding_dim:
+            raise UserError(f"{where}: vectors of width {width}, but {Path(directory) / MANIFEST} says "
+                            f"{manifest.embedding_dim}; make the folder again with its stage")
+        broken = np.flatnonzero(~np.isfinite(embedding_matrix(table)).all(axis=1))
+        ids = table.column("id").to_pylist()
+        if len(broken):
+            raise UserError(f"{where}: row {broken[0]} (id {ids[broken[0]]}) holds NaN or inf "
+                            f"({len(broken)} such rows in this file); make the folder again with its stage")
+        for row, row_id in enumerate(ids):
+            if row_id in seen:
+                raise UserError(f"{where}: row {row} repeats id {row_id}; ids must be unique")
+            seen.add(row_id)
 
 
 def iter_shard_batches(directory: str | os.PathLike, kind: str | None = None,

@@ -63,11 +63,14 @@ class DedupRun:
 
 
 def check_dedup_input(vectors_dir, pool_dir) -> tuple[shards.Manifest, dict]:
-    """(the vectors' manifest, their fingerprint): a finished vectors folder that is not the pool's."""
+    """(the vectors' manifest, their fingerprint): a finished vectors folder that is not the pool's and that
+    keeps the vectors contract (shards.check_vectors)."""
     vectors_dir, pool_dir = Path(vectors_dir), Path(pool_dir)
     if vectors_dir.resolve() == pool_dir.resolve():
         raise UserError("the pool must go to its own directory, not the vectors directory")
-    return shards.read_manifest(vectors_dir, "vectors"), input_fingerprint(vectors_dir, "vectors")
+    vectors = shards.read_manifest(vectors_dir, "vectors")
+    shards.check_vectors(vectors_dir, vectors)
+    return vectors, input_fingerprint(vectors_dir, "vectors")
 
 
 def open_dedup(vectors_dir, pool_dir, config, algorithm: dict) -> "DedupRun | shards.Manifest":

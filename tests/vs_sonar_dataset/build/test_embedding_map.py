@@ -115,7 +115,7 @@ def test_write_map_of_a_tiny_split(tmp_path):
 
 
 def _output_dir() -> Path:
-    out = Path(os.environ.get("VS_SONAR_TEST_OUTPUT") or Path(__file__).resolve().parents[2] / "test-output")
+    out = Path(os.environ.get("VS_SONAR_TEST_OUTPUT") or Path(__file__).resolve().parents[3] / "test-output")
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -157,3 +157,23 @@ def test_sizes_that_say_nothing_usable_are_refused_not_replaced_by_the_defaults(
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 2 and f"--sizes {sizes!r}: expected NAME=SIZE" in result.stderr, result.stderr
     assert not (tmp_path / "rel").exists()
+
+
+def test_a_pool_that_breaks_the_vectors_contract_is_refused_before_any_work(tmp_path):
+    """NaN or inf vectors (build ended in an ArrowInvalid traceback) and repeated ids (build wrote a config
+    holding an id twice) are refused in one line naming the file and the row; so is --out inside the pool."""
+    import numpy as np
+
+    from vs_sonar_dataset.fixtures.vectors import clustered, write_vectors
+
+    x = clustered(30, 8)
+    x[17, 0] = np.inf
+    pool = write_vectors(tmp_path / "pool", x, rows_per_shard=10)
+    manifest = json.loads((pool / "manifest.json").read_text())
+    (pool / "manifest.json").write_text(json.dumps({**manifest, "kind": "pool"}))
+    for out, words in [(tmp_path / "rel", ["shard-00001.parquet: row 7", "holds NaN or inf"]),
+                       (pool / "rel", ["inside the pool"])]:
+        cmd = [sys.executable, "-m", "vs_sonar_dataset.cli", "build", str(pool), "--out", str(out), "--sizes", "a=20"]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert all(w in result.stderr for w in words) and not out.exists(), result.stderr

@@ -101,8 +101,12 @@ def test_wrong_schema_is_refused_on_write_and_read(tmp_path):
     (tmp_path / "shard-00000.parquet").write_bytes((tmp_path / "other" / "shard-00000.parquet").read_bytes())
     manifest["shards"] = json.loads((tmp_path / "other" / MANIFEST).read_text())["shards"]
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ShardError, match="schema does not match"):
+    with pytest.raises(ShardError, match="schema does not match") as error:
         read_table(tmp_path)
+    # one line that names the column, not two whole schemas
+    message = str(error.value)
+    assert "\n" not in message and "contract: embedding is fixed_size_list<" in message and ">[8]" in message
+    assert message.endswith(">[4] not null"), message
 
 
 def test_resume_keeps_committed_shards_and_overwrites_orphans(tmp_path):
