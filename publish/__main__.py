@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "errors (401, 403, 404, ...) fail at once")
     p.add_argument("--retry-wait", type=float, default=2.0, metavar="SECONDS",
                    help="pause before the first retry; each next pause is twice as long")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="give up on a Hub request that sends nothing back for this long (then it is retried)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -87,7 +89,7 @@ def run(args) -> int:
 
         result = push_release(release, args.repo, private=args.private, revision=args.revision, force=args.force,
                               allow_synthetic=args.allow_synthetic, allow_fixture=args.allow_fixture_models,
-                              retries=args.retries, retry_wait=args.retry_wait)
+                              retries=args.retries, retry_wait=args.retry_wait, timeout=args.timeout)
         if result["commit"] is None:
             print(f"{args.repo} is already up to date: no commit made")
         else:

@@ -111,9 +111,26 @@ def _explain(e: Exception, repo: str, endpoint: str) -> UserError:
     return UserError(f"cannot reach the Hub at {endpoint}: {type(e).__name__}: {e}")
 
 
+def use_timeouts(read: float, connect: float = 10.0) -> None:
+    """The Hub client waits forever by default (timeout None): a Hub that accepts the connection and never
+    answers would hang the push. Every client it makes from now on gives up after these seconds, which counts
+    as a transient error (retried, then one line)."""
+    import httpx2
+    from huggingface_hub import close_session, set_client_factory
+    from huggingface_hub.utils._http import default_client_factory  # huggingface_hub is pinned (pyproject)
+
+    def factory():
+        client = default_client_factory()
+        client.timeout = httpx2.Timeout(read, connect=connect)
+        return client
+
+    set_client_factory(factory)
+    close_session()  # a client made before keeps no timeout
+
+
 def push_release(release: Path, repo: str, *, private: bool = False, revision: str | None = None,
                  force: bool = False, allow_synthetic: bool = False, allow_fixture: bool = False,
-                 retries: int = 4, retry_wait: float = 2.0) -> dict:
+                 retries: int = 4, retry_wait: float = 2.0, timeout: float = 300.0) -> dict:
     """Push; returns {"commit": sha or None, "added": [...], "deleted": [...], "url": ...}.
 
     A transient Hub error (see `_transient`) restarts the whole push, up to `retries` more times, `retry_wait`
@@ -124,6 +141,9 @@ def push_release(release: Path, repo: str, *, private: bool = False, revision: s
 
     if retries < 0 or retry_wait < 0:
         raise UserError(f"--retries and --retry-wait must not be negative (got {retries} and {retry_wait})")
+    if not timeout > 0:
+        raise UserError(f"--timeout must be a positive number of seconds (got {timeout})")
+    use_timeouts(timeout)
     release = Path(release)
     manifest, report = check_release(release, allow_synthetic, allow_fixture)
     token = get_token()

@@ -229,6 +229,21 @@ def test_unreachable_endpoint_ends_in_one_line(hub_server, verified_release):
     assert result.stderr.count("; retrying in ") == 2
 
 
+def test_a_hub_that_never_answers_ends_in_one_line_after_the_timeout(hub_server, verified_release):
+    """The port accepts connections (the kernel's backlog) and never answers: each try gives up after --timeout,
+    is retried, and the push ends in the network line instead of hanging."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        result = publish(hub_server, verified_release, "--allow-synthetic", "--retries", "1", "--timeout", "1",
+                         env={"HF_ENDPOINT": f"http://127.0.0.1:{port}"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = error_lines(result)
+    assert line.startswith("publish: error: the Hub at ") and "failed 2 times" in line and "Timeout" in line, line
+    assert result.stderr.count("; retrying in ") == 1
+
+
 def test_rejected_token_is_not_retried(hub_server, verified_release):
     result = publish(hub_server, verified_release, "--allow-synthetic", env={"HF_TOKEN": "hf_not_a_token"})
     assert result.returncode == 2 and "rejected the token (401)" in result.stderr
