@@ -102,9 +102,9 @@ def build_release(pool_dir, out_dir, configs: dict | None = None, seed: int = 0,
     pool = read_manifest(pool_dir, "pool")
     if not pool.complete:
         raise UserError(f"{pool_dir}: the pool is unfinished (the embed stage has not completed); resume it first")
+    check_output_dir(out_dir, "release")
     if out_dir.resolve().is_relative_to(pool_dir.resolve()):
         raise UserError(f"{out_dir}: inside the pool {pool_dir}; write the release to a folder of its own")
-    check_output_dir(out_dir, "release")
     check_vectors(pool_dir, pool)  # finite vectors of the pool's width, unique ids: before any work
     plan = make_plan(pool.rows, configs or DEFAULT_CONFIGS, seed)
     work = out_dir.with_name(out_dir.name + ".partial")
