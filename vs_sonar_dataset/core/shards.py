@@ -221,8 +221,9 @@ def check_vectors(directory: Path, manifest: Manifest) -> None:
     other (embed drops broken vectors); an edited or foreign folder is refused here, naming the file and the
     row, instead of being carried into the next stage's output."""
     seen: set[str] = set()
-    for entry, table in zip(manifest.shards, iter_shards(directory, manifest.kind)):
-        where = Path(directory) / entry["file"]
+    for where, parquet, _ in _checked_shards(Path(directory), manifest.kind):
+        with _naming_unreadable(where):
+            table = parquet.read(columns=["id", "embedding"])  # the text and provenance columns are not needed
         width = table.schema.field("embedding").type.list_size
         if width != manifest.embedding_dim:
             raise UserError(f"{where}: vectors of width {width}, but {Path(directory) / MANIFEST} says "
