@@ -17,16 +17,5 @@ for recipe in "${recipes[@]}"; do
   esac
   echo "== demo $recipe: vs-sonar run $config --out $out"
   .venv/bin/vs-sonar run "$config" --out "$out"
-  .venv/bin/python - "$out/release" <<'PY'
-import json, sys
-from datasets import load_dataset
-release = sys.argv[1]
-configs = json.load(open(f"{release}/release.json"))["configs"]
-name = min(configs, key=configs.get)
-ds = load_dataset(release, name)
-row = ds["train"][0]
-text = json.load(open(f"{release}/release.json"))["text_column"]
-print(f"load_dataset({release!r}, {name!r}): " + ", ".join(f"{s} {ds[s].num_rows}" for s in ds)
-      + f"; {len(row['embedding'])}-d; first train {text}: {row[text][:80]!r}")
-PY
+  .venv/bin/python scripts/show_release.py "$out/release"
 done

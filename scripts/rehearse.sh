@@ -53,16 +53,5 @@ for recipe in "${recipes[@]}"; do
   echo "   $config: sha256 $(sha256sum "$config" | cut -d' ' -f1), $unmodified"
   .venv/bin/vs-sonar run "$config" --out "$out" "${overrides[@]}"
   .venv/bin/python -m publish --run "$out" --push --repo "$repo"
-  .venv/bin/python - "$repo" "$out/release" <<'PY'
-import json, sys
-from datasets import load_dataset
-repo, release = sys.argv[1:]
-manifest = json.load(open(f"{release}/release.json"))
-name = min(manifest["configs"], key=manifest["configs"].get)
-ds = load_dataset(repo, name)
-text = manifest["text_column"]
-print(f"load_dataset({repo!r}, {name!r}) from the replica Hub: "
-      + ", ".join(f"{s} {ds[s].num_rows}" for s in ds) + f"; {len(ds['train'][0]['embedding'])}-d; "
-      + f"first train {text}: {ds['train'][0][text][:80]!r}")
-PY
+  .venv/bin/python scripts/show_release.py "$out/release" --repo "$repo" --where "from the replica Hub"
 done
