@@ -32,8 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-import tomli_w
-
 from .build.release import RELEASE_MANIFEST
 from .core.config import config_of, parse_document, table_digest, with_overrides
 from .core.console import StageConsole
@@ -96,8 +94,7 @@ class Runner:
         check_output_dir(self.run_dir, "run")
         document = parse_document(text, str(self.source))  # every table checked before the run folder changes
         if self.overrides:  # the run folder's copy holds the values the stages read
-            document = with_overrides(document, self.overrides, str(self.source))
-            text = tomli_w.dumps(document)
+            document, text = with_overrides(document, self.overrides, str(self.source))
         self.config = config_of(document, f"{self.source}{' with --set' if self.overrides else ''}")
         self.check_fixture_names()  # before the run folder is made
         self.resolve_gsm8k(document.get("source", {}))

@@ -188,11 +188,11 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key.strip(), parsed["v"]
 
 
-def with_overrides(document: dict, assignments: list[str], where: str) -> dict:
+def with_overrides(document: dict, assignments: list[str], where: str) -> tuple[dict, str]:
     """The document with each `TABLE.KEY=VALUE` of `vs-sonar run --set` applied, in order: dotted keys walk
     tables (a missing one is added), a number picks an entry of a list of tables
     (`source.sources.2.max_pairs=1000`), and the last key is set. The file itself is never changed; the tables
-    are checked again as a whole."""
+    are checked again as a whole. Returns the document and its TOML text (what the run folder keeps)."""
     import tomli_w  # the run's copy of the file is written back as TOML
 
     document = copy.deepcopy(document)
@@ -214,7 +214,8 @@ def with_overrides(document: dict, assignments: list[str], where: str) -> dict:
         if isinstance(node, list):
             raise UserError(f"--set {text!r}: {'.'.join(path)} is a list of tables; pick an entry by its number")
         node[last] = value
-    return parse_document(tomli_w.dumps(document), f"{where} with --set")
+    text = tomli_w.dumps(document)
+    return parse_document(text, f"{where} with --set"), text
 
 
 def add_config_arguments(parser, table: str, config_flag: bool = True) -> None:

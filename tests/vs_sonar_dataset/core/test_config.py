@@ -94,7 +94,7 @@ def test_digest_follows_the_settings_defaults_included(tmp_path):
 def test_run_overrides_set_keys_in_tables_and_in_lists_of_tables():
     path = REPO_ROOT / "configs" / "preference_minilm.toml"
     document = read_document(path)
-    changed = with_overrides(document, ['build.configs={"100" = 100, "200" = 200}', "source.sources.2.max_pairs=50",
+    changed, _ = with_overrides(document, ['build.configs={"100" = 100, "200" = 200}', "source.sources.2.max_pairs=50",
                                         "build.map.seed=7", "dedup.threshold=0.9"], str(path))
     config = config_of(changed, "x")
     assert config["build"].configs == {"100": 100, "200": 200} and config["build"].map.seed == 7
